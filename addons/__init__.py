@@ -1,0 +1,1 @@
+"""Add-on processes (cluster DNS)."""

@@ -1,0 +1,1 @@
+"""controllers: not built yet (see the open issues); the package exists so the layout matches DESIGN.md."""

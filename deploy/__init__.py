@@ -1,0 +1,1 @@
+"""Launchers: the `pocketkube` command and its subcommands."""
