@@ -1,0 +1,39 @@
+"""`pocketkube <component>`: one entry point for every server-side process.
+
+Each subcommand's flags and wiring live with the component; this module only
+dispatches, so `pocketkube apiserver --help` shows that component's flags.
+"""
+from __future__ import annotations
+
+import sys
+
+COMPONENTS = {
+    "apiserver": ("apiserver.main", "the API server (storage, REST, watch)"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: pocketkube <command> [flags]", "", "commands:"]
+    for name, (_, what) in COMPONENTS.items():
+        lines.append(f"  {name:<20} {what}")
+    lines.append("")
+    lines.append("run `pocketkube <command> --help` for a command's flags")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        sys.exit(0 if argv else 2)
+    cmd, rest = argv[0], argv[1:]
+    if cmd not in COMPONENTS:
+        print(f"pocketkube: unknown command {cmd!r}\n\n{usage()}", file=sys.stderr)
+        sys.exit(2)
+    import importlib
+
+    importlib.import_module(COMPONENTS[cmd][0]).main(rest)
+
+
+if __name__ == "__main__":
+    main()
