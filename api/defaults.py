@@ -175,6 +175,7 @@ def _pod(pod: dict) -> None:
         _default(spec, "schedulerName", "default-scheduler")
         _default(spec, "securityContext", {})
         _default(spec, "enableServiceLinks", True)
+        _default(spec, "serviceAccountName", "default")
         if _unset(spec, "priority"):
             class_name = spec.get("priorityClassName")
             spec["priority"] = SYSTEM_PRIORITIES.get(class_name, 0) if isinstance(class_name, str) else 0

@@ -23,6 +23,7 @@ stricter and require at least one digit.
 """
 from __future__ import annotations
 
+import functools
 import math
 import re
 from fractions import Fraction
@@ -85,7 +86,15 @@ def parse_quantity(s: str | int | float) -> Fraction:
     """Parse a Kubernetes quantity; raise ValueError on anything Kubernetes would reject.
 
     JSON numbers are accepted too (``cpu: 0.5`` in YAML arrives as a float).
+    Results are cached: a cluster uses a handful of distinct quantities
+    ("100m", "128Mi", ...) millions of times, and Fractions are immutable.
     """
+    if type(s) in (str, int, float):  # hashable, and True never shares 1's cache slot
+        return _parse_cached(s)
+    return _parse_quantity(s)
+
+
+def _parse_quantity(s: str | int | float) -> Fraction:
     sign, whole, frac, base, exp, _ = _split(s)
     mantissa = int((whole + frac) or "0")
     if mantissa == 0:
@@ -172,3 +181,6 @@ __all__ = [
     "BINARY_SI", "DECIMAL_EXPONENT", "DECIMAL_SI", "FORMAT_ERROR", "MAX_QUANTITY",
     "canonical_quantity", "format_quantity", "int_value", "milli_value", "parse_quantity", "quantity_format",
 ]
+
+
+_parse_cached = functools.lru_cache(maxsize=4096)(_parse_quantity)

@@ -535,6 +535,10 @@ class _Errs(list):
 
 
 # ------------------------------------------------------------------ object meta
+def _byte_len(s: str) -> int:
+    return len(s.encode(errors="surrogatepass"))  # JSON may carry lone surrogates
+
+
 def validate_object_meta(meta: dict, namespaced: bool | None, name_fn: NameFn = name_is_dns_subdomain) -> list[Cause]:
     """metadata checks shared by every kind (apimachinery's ValidateObjectMeta).
 
@@ -573,7 +577,8 @@ def validate_object_meta(meta: dict, namespaced: bool | None, name_fn: NameFn = 
     for k in annotations:
         # Annotation keys are qualified names, except that case does not matter.
         e.msgs("metadata.annotations", k, is_qualified_name(k.lower()))
-    if sum(len(k.encode()) + len(v.encode()) for k, v in annotations.items()) > TOTAL_ANNOTATION_SIZE_LIMIT:
+    size = sum(_byte_len(k) + _byte_len(v) for k, v in annotations.items())
+    if size > TOTAL_ANNOTATION_SIZE_LIMIT:
         e.append(too_long("metadata.annotations", TOTAL_ANNOTATION_SIZE_LIMIT))
 
     # Kubernetes reports owner reference problems without the list index.
@@ -803,7 +808,8 @@ def _env(e: _Errs, ctr: dict, path: str) -> None:
             resource = e.string(ref, "resource", f"{rp}.resource")
             if not resource:
                 e.append(required(f"{rp}.resource"))
-            elif resource not in RESOURCE_FIELD_REFS and not resource.startswith(("limits.hugepages-", "requests.hugepages-")):
+            elif resource not in RESOURCE_FIELD_REFS and \
+                    not resource.startswith(("limits.hugepages-", "requests.hugepages-")):
                 e.append(not_supported(f"{rp}.resource", resource, RESOURCE_FIELD_REFS))
             if ref.get("divisor") is not None:
                 _quantity(e, f"{rp}.divisor", ref["divisor"])
@@ -968,8 +974,8 @@ def _tolerations(e: _Errs, spec: dict, path: str = "spec.tolerations") -> None:
         value = e.string(tol, "value", f"{p}.value")
         effect = e.string(tol, "effect", f"{p}.effect")
         if not key and op != "Exists":
-            e.append(invalid(f"{p}.operator", op,
-                             "operator must be Exists when `key` is empty, which means \"match all values and all keys\""))
+            e.append(invalid(f"{p}.operator", op, "operator must be Exists when `key` is empty, "
+                                                  "which means \"match all values and all keys\""))
         if e.integer(tol, "tolerationSeconds", f"{p}.tolerationSeconds") is not None and effect != "NoExecute":
             e.append(invalid(f"{p}.effect", effect, "effect must be 'NoExecute' when `tolerationSeconds` is set"))
         if op in ("", "Equal"):
@@ -993,7 +999,8 @@ def _dns_config(e: _Errs, spec: dict, dns_policy: str) -> None:
     cfg = e.obj(spec, "dnsConfig", "spec.dnsConfig")
     nameservers = e.strings(cfg, "nameservers", "spec.dnsConfig.nameservers")
     if dns_policy == "None" and not nameservers:
-        e.append(required("spec.dnsConfig.nameservers", "must provide at least one DNS nameserver when `dnsPolicy` is None"))
+        e.append(required("spec.dnsConfig.nameservers",
+                          "must provide at least one DNS nameserver when `dnsPolicy` is None"))
     if len(nameservers) > 3:
         e.append(invalid("spec.dnsConfig.nameservers", nameservers, "must not have more than 3 nameservers"))
     for i, ns in enumerate(nameservers):
@@ -1032,7 +1039,8 @@ def _pod_spec(e: _Errs, spec: dict) -> None:
                 continue
             hport, cport = port.get("hostPort") or 0, port.get("containerPort") or 0
             if host_network and hport != cport:
-                e.append(invalid(f"{p}.ports[{i}].containerPort", cport, "must match `hostPort` when `hostNetwork` is true"))
+                e.append(invalid(f"{p}.ports[{i}].containerPort", cport,
+                                 "must match `hostPort` when `hostNetwork` is true"))
             if _is_int(hport) and hport:
                 key = f"{port.get('hostIP') or ''}/{port.get('protocol') or 'TCP'}/{hport}"
                 if key in host_ports:
@@ -1110,7 +1118,8 @@ def _validate_service(e: _Errs, svc: dict) -> None:
         else:
             e.dns_subdomain("spec.externalName", cname)
     else:
-        for path, ip in [("spec.clusterIP", cluster_ip)] + [(f"spec.clusterIPs[{i}]", v) for i, v in enumerate(cluster_ips)]:
+        addresses = [("spec.clusterIP", cluster_ip)] + [(f"spec.clusterIPs[{i}]", v) for i, v in enumerate(cluster_ips)]
+        for path, ip in addresses:
             if not ip or ip == "None":
                 continue
             msgs = is_ip(ip)
@@ -1423,7 +1432,8 @@ def _validate_namespace(e: _Errs, ns: dict) -> None:
         msgs = is_qualified_name(f)
         e.msgs("spec.finalizers", f, msgs)
         if not msgs and "/" not in f and f not in STANDARD_FINALIZERS:
-            e.append(invalid("spec.finalizers", f, "name is neither a standard finalizer name nor is it fully qualified"))
+            e.append(invalid("spec.finalizers", f,
+                             "name is neither a standard finalizer name nor is it fully qualified"))
 
 
 def _validate_binding(e: _Errs, binding: dict) -> None:
@@ -1525,15 +1535,18 @@ def _pod_update(new: dict, old: dict) -> list[Cause]:
     deadline, old_deadline = new_spec.get("activeDeadlineSeconds"), old_spec.get("activeDeadlineSeconds")
     if _is_int(deadline):
         if _is_int(old_deadline) and old_deadline < deadline:
-            causes.append(invalid("spec.activeDeadlineSeconds", deadline, "must be less than or equal to previous value"))
+            causes.append(invalid("spec.activeDeadlineSeconds", deadline,
+                                  "must be less than or equal to previous value"))
     elif deadline is None and old_deadline is not None:
-        causes.append(invalid("spec.activeDeadlineSeconds", None, "must not update from a positive integer to nil value"))
+        causes.append(invalid("spec.activeDeadlineSeconds", None,
+                              "must not update from a positive integer to nil value"))
 
     # Existing tolerations stay (only their tolerationSeconds may change); new ones may be added.
     new_tols, old_tols = new_spec.get("tolerations"), old_spec.get("tolerations")
     new_keys = [_toleration_key(t) for t in new_tols] if isinstance(new_tols, list) else []
     if isinstance(old_tols, list) and any(_toleration_key(t) not in new_keys for t in old_tols):
-        causes.append(forbidden("spec.tolerations", "existing toleration can not be modified except its tolerationSeconds"))
+        causes.append(forbidden("spec.tolerations",
+                                "existing toleration can not be modified except its tolerationSeconds"))
 
     # Deliberately wider than Kubernetes, which only lets a negative grace period become 1.
     for key in ("activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds"):

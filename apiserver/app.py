@@ -23,6 +23,8 @@ from fastapi import FastAPI
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
 
 from api import resources as R
 
@@ -183,12 +185,15 @@ def create_app(cfg: ServerConfig) -> FastAPI:
     # ------------------------------------------------------------ resources
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
-    @app.api_route("/api/{rest:path}", methods=methods)
-    async def core(request: Request, rest: str) -> Response:
+    # Resource paths are plain Starlette routes inside the FastAPI app: they
+    # take the raw Request, so FastAPI's per-request dependency solving
+    # (measurable at a thousand creates a second) is skipped.
+    async def core(request: Request) -> Response:
+        rest = request.path_params["rest"]
         return await dispatch(state, request, "", rest.split("/") if rest else [])
 
-    @app.api_route("/apis/{rest:path}", methods=methods)
-    async def grouped(request: Request, rest: str) -> Response:
+    async def grouped(request: Request) -> Response:
+        rest = request.path_params["rest"]
         parts = rest.split("/") if rest else []
         if not parts or not parts[0]:
             raise errors.path_not_found(request.url.path)
@@ -199,12 +204,36 @@ def create_app(cfg: ServerConfig) -> FastAPI:
             return json_response(g)
         return await dispatch(state, request, parts[0], parts[1:])
 
-    @app.api_route("/{rest:path}", methods=methods)
-    async def fallback(request: Request, rest: str) -> Response:
-        if rest.startswith("openapi/"):
+    async def fallback(request: Request) -> Response:
+        if request.path_params["rest"].startswith("openapi/"):
             raise errors.StatusError(404, "NotFound", "the server could not find the requested resource")
         raise errors.path_not_found(request.url.path)
 
+    async def core_websocket(ws: WebSocket) -> None:
+        """WebSocket upgrades (exec, port-forward): answer with a Status on the error channel.
+
+        Until the kubelet relay exists the request is refused the Kubernetes
+        way: the upgrade succeeds, channel 3 carries the Status, then close.
+        kubectl prints the message; nothing hangs and nothing is a bare 403.
+        """
+        offered = [p.strip() for p in (ws.headers.get("sec-websocket-protocol") or "").split(",") if p.strip()]
+        proto = next((p for p in ("v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io") if p in offered),
+                     offered[0] if offered else None)
+        await ws.accept(subprotocol=proto)
+        parts = ws.path_params["rest"].split("/")
+        try:
+            if len(parts) == 6 and parts[:2] == ["v1", "namespaces"] and parts[3] == "pods" and parts[5] in ("exec", "attach", "portforward"):
+                await state.handlers.node_proxy_unavailable(None, parts[2], parts[4], parts[5])
+            raise errors.path_not_found(ws.url.path)
+        except errors.StatusError as e:
+            body = e.body()
+            await ws.send_bytes(b"\x03" + orjson.dumps(body))
+            await ws.close(code=1000)
+
+    app.router.routes.append(WebSocketRoute("/api/{rest:path}", core_websocket))
+    app.router.routes.append(Route("/api/{rest:path}", core, methods=methods))
+    app.router.routes.append(Route("/apis/{rest:path}", grouped, methods=methods))
+    app.router.routes.append(Route("/{rest:path}", fallback, methods=methods))
     return app
 
 
@@ -279,9 +308,9 @@ async def dispatch(state: State, request: Request, group: str, parts: list[str])
             if method == "POST":
                 return await h.bind(request, ns, name)
             raise errors.method_not_allowed("only POST is supported on pods/binding")
-        # log, exec, portforward relay to the kubelet: served once a kubelet exists (issue: kubelet).
-        raise errors.StatusError(
-            503, "ServiceUnavailable",
-            f"pods/{sub} needs a node agent: no kubelet serves this pod yet")
+        allowed = {"log": ("GET",), "exec": ("GET", "POST"), "portforward": ("GET", "POST")}.get(sub, ())
+        if method not in allowed:
+            raise errors.method_not_allowed(f"{method} is not supported on pods/{sub}")
+        return await h.node_proxy_unavailable(request, ns, name, sub)
     except Compacted as e:
         raise errors.gone(f"too old resource version: {e.requested} ({e.compacted})")

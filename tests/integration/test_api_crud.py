@@ -54,6 +54,7 @@ def test_create_get_defaults(http):
     assert spec["terminationGracePeriodSeconds"] == 30
     assert spec["dnsPolicy"] == "ClusterFirst"
     assert spec["schedulerName"] == "default-scheduler"
+    assert spec["serviceAccountName"] == "default"
     assert obj["status"]["phase"] == "Pending"
     got = http.get(f"{PODS}/a").json()
     assert got["metadata"]["resourceVersion"] == md["resourceVersion"]
@@ -333,3 +334,25 @@ def test_dry_run_writes_nothing(http):
     r = http.post(PODS, params={"dryRun": "All"}, json=pod("dry"))
     assert r.status_code == 201
     assert http.get(f"{PODS}/dry").status_code == 404
+
+
+def test_exec_and_log_answer_with_status_until_a_kubelet_exists(http, server):
+    import json as _json
+
+    from websockets.sync.client import connect
+
+    http.post(PODS, json=pod("nohost"))
+    http.post(PODS, json=pod("onnode", node="node-1"))
+    r = http.get(f"{PODS}/nohost/log")
+    assert r.status_code == 400 and "does not have a host assigned" in r.json()["message"]
+    r = http.get(f"{PODS}/onnode/log")
+    assert r.status_code == 503 and "node-1" in r.json()["message"]
+    assert http.get(f"{PODS}/missing/log").status_code == 404
+    assert http.put(f"{PODS}/onnode/log", json={}).status_code == 405
+    url = server.url.replace("http://", "ws://") + f"{PODS}/onnode/exec?command=ls&stdout=true"
+    with connect(url, subprotocols=["v5.channel.k8s.io"], open_timeout=5) as ws:
+        assert ws.subprotocol == "v5.channel.k8s.io"
+        msg = ws.recv(timeout=5)
+    assert msg[0] == 3
+    status = _json.loads(msg[1:])
+    assert status["status"] == "Failure" and status["code"] == 503
