@@ -256,10 +256,10 @@ async def dispatch(state: State, request: Request, group: str, parts: list[str])
         watch_prefix = True
         rest = rest[1:]
     ns = None
-    if len(rest) >= 3 and rest[0] == "namespaces":
+    if len(rest) >= 3 and rest[0] == "namespaces" and (len(rest) > 3 or R.lookup(group, version, rest[2]) is not None
+                                                       or rest[2] == "bindings"):
         ns, rest = rest[1], rest[2:]
-    elif len(rest) in (2, 3) and rest[0] == "namespaces" and group == "":
-        pass  # the namespace object itself: /api/v1/namespaces/NAME[/status]
+    # else: /api/v1/namespaces/NAME[/status] is the namespace object itself
     rt = R.lookup(group, version, rest[0]) if rest else None
     if rt is None:
         if rest and rest[0] == "bindings" and group == "" and ns and len(rest) == 1 and method == "POST":

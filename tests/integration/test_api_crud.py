@@ -356,3 +356,14 @@ def test_exec_and_log_answer_with_status_until_a_kubelet_exists(http, server):
     assert msg[0] == 3
     status = _json.loads(msg[1:])
     assert status["status"] == "Failure" and status["code"] == 503
+
+
+def test_namespace_status_subresource(http):
+    http.post("/api/v1/namespaces", json={"metadata": {"name": "st"}})
+    ns = http.get("/api/v1/namespaces/st/status").json()
+    assert ns["kind"] == "Namespace" and ns["status"]["phase"] == "Active"
+    ns["metadata"]["labels"] = {"team": "a"}
+    r = http.put("/api/v1/namespaces/st/status", json=ns)
+    assert r.status_code == 200 and r.json()["metadata"]["labels"]["team"] == "a"
+    r = http.post("/api/v1/namespaces/st/bindings", json={"metadata": {"name": "nopod"}, "target": {"name": "n1"}})
+    assert r.status_code == 404
