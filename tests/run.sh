@@ -15,21 +15,37 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-python3 -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v -i 'running pip as the' || true
+set +o pipefail
+python3 -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v -i 'running pip as the'
+pip_rc=${PIPESTATUS[0]}
+set -o pipefail
+[ "$pip_rc" -eq 0 ] || { echo "pip install failed" >&2; exit 1; }
 
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 PGDIR=$(mktemp -d /tmp/pocketkube-pg.XXXXXX)
 chown postgres:postgres "$PGDIR"
 chmod 700 "$PGDIR"
-PGPORT=${PGPORT:-55432}
-while (exec 3<>/dev/tcp/127.0.0.1/$PGPORT) 2>/dev/null; do PGPORT=$((PGPORT+1)); done
 stop_pg() {
   su postgres -s /bin/sh -c "$PGBIN/pg_ctl -D $PGDIR/data -m immediate stop" >/dev/null 2>&1 || true
   rm -rf "$PGDIR"
 }
 trap stop_pg EXIT
 su postgres -s /bin/sh -c "$PGBIN/initdb -D $PGDIR/data -A trust -U postgres --no-sync" >/dev/null
-su postgres -s /bin/sh -c "$PGBIN/pg_ctl -D $PGDIR/data -l $PGDIR/log -w -o '-p $PGPORT -k $PGDIR -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=200' start" >/dev/null
+# A port below the ephemeral range (32768+), so no outgoing connection holds
+# it; a few tries in case another server already listens there.
+started=""
+for try in 1 2 3 4 5 6 7 8; do
+  PGPORT=$(( 20000 + RANDOM % 10000 ))
+  if su postgres -s /bin/sh -c "$PGBIN/pg_ctl -D $PGDIR/data -l $PGDIR/log -w -t 60 -o '-p $PGPORT -k $PGDIR -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=300' start" >/dev/null; then
+    started=1
+    break
+  fi
+done
+if [ -z "$started" ]; then
+  echo "could not start PostgreSQL:" >&2
+  cat "$PGDIR/log" >&2
+  exit 1
+fi
 export POCKETKUBE_TEST_PG_URL="postgresql+psycopg://postgres@127.0.0.1:$PGPORT/postgres"
 export POCKETKUBE_NO_SKIP=1
 
