@@ -234,7 +234,47 @@ def create_app(cfg: ServerConfig) -> FastAPI:
     app.router.routes.append(Route("/api/{rest:path}", core, methods=methods))
     app.router.routes.append(Route("/apis/{rest:path}", grouped, methods=methods))
     app.router.routes.append(Route("/{rest:path}", fallback, methods=methods))
+    app.state.resource_routes = (core, grouped)
     return app
+
+
+class FastPath:
+    """The ASGI app uvicorn serves: resource requests straight to the dispatcher.
+
+    /api/... and /apis/... are nearly every request a cluster makes. Sending
+    them through FastAPI's middleware stack (error, telemetry, body-limit,
+    exception and exit-stack layers) costs about 15% of a pod create, so this
+    thin front calls the same route functions directly, with the same auth
+    and the same error mapping. Everything else (discovery roots, health,
+    WebSockets, lifespan) goes to the FastAPI app unchanged.
+    """
+
+    def __init__(self, app: FastAPI):
+        self.app = app
+        self.state: State = app.state.pk
+        self.core, self.grouped = app.state.resource_routes
+
+    async def __call__(self, scope, receive, send):
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not (path.startswith("/api/") or path.startswith("/apis/")):
+            return await self.app(scope, receive, send)
+        request = Request(scope, receive)
+        try:
+            if self.state.auth is not None:
+                self.state.auth.authenticate(request.headers.get("authorization"))
+            if path.startswith("/api/"):
+                request.scope["path_params"] = {"rest": path[5:]}
+                response = await self.core(request)
+            else:
+                request.scope["path_params"] = {"rest": path[6:]}
+                response = await self.grouped(request)
+        except errors.StatusError as e:
+            response = Response(e.json(), status_code=e.code, media_type="application/json", headers=e.headers)
+        except Exception as e:  # noqa: BLE001 - the last line of defence, as in create_app
+            log.error("unhandled error on %s %s", scope.get("method"), path, exc_info=e)
+            err = errors.internal("an unexpected error happened; the server log has the details")
+            response = Response(err.json(), status_code=500, media_type="application/json")
+        await response(scope, receive, send)
 
 
 async def dispatch(state: State, request: Request, group: str, parts: list[str]) -> Response:

@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import uvicorn
 
-    from .app import ServerConfig, create_app
+    from .app import FastPath, ServerConfig, create_app
     from .auth import TokenFileError
 
     cfg = ServerConfig(
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as e:  # noqa: BLE001 - e.g. PostgreSQL unreachable
         _fail(f"cannot open storage {url.split('@')[-1]}: {e}")
     uvicorn.run(
-        app, host=args.bind_address, port=args.port, log_level="warning",
+        FastPath(app), host=args.bind_address, port=args.port, log_level="warning",
         loop="uvloop", http="httptools", access_log=False,
         ssl_certfile=args.tls_cert_file, ssl_keyfile=args.tls_private_key_file,
         timeout_graceful_shutdown=3,
