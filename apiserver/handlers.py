@@ -149,6 +149,8 @@ class Handlers:
         row = await self._read(self.storage.get, key_for(rt, ns, name))
         if row is None:
             raise errors.not_found(rt.plural, name, rt.group)
+        if not wire.wants_table(request):
+            return Response(row.wire(), media_type="application/json")
         return self._respond(request, rt, with_revision(row.value, row.rev))
 
     # ---------------------------------------------------------------- list
@@ -175,7 +177,9 @@ class Handlers:
             except ValueError:
                 raise errors.bad_request(f'invalid resourceVersion "{rv_param}"')
         prefix = prefix_for(rt, ns)
-        items: list[dict] = []
+        table = wire.wants_table(request)
+        items: list[dict] = []  # decoded, only when a Table needs them
+        chunks: list[bytes] = []  # wire JSON of each item
         last_key = None
         more = False
         page = max(limit, LIST_PAGE) if limit else None
@@ -184,13 +188,20 @@ class Handlers:
                 rows, revision = await self._read(self.storage.list, prefix, revision=revision,
                                                   start_after=start, limit=page)
                 for i, r in enumerate(rows):
-                    obj = with_revision(r.value, r.rev)
-                    if sel.matches(obj):
-                        items.append(obj)
-                        last_key = r.key
-                        if limit and len(items) >= limit:
-                            more = i < len(rows) - 1 or len(rows) == page
-                            break
+                    if sel.empty and not table:
+                        chunks.append(r.wire())
+                    else:
+                        obj = with_revision(r.value, r.rev)
+                        if not sel.matches(obj):
+                            continue
+                        if table:
+                            items.append(obj)
+                        else:
+                            chunks.append(r.wire())
+                    last_key = r.key
+                    if limit and len(chunks) + len(items) >= limit:
+                        more = i < len(rows) - 1 or len(rows) == page
+                        break
                 else:
                     if page and len(rows) == page:
                         start = rows[-1].key
@@ -203,13 +214,15 @@ class Handlers:
         meta: dict[str, Any] = {"resourceVersion": str(revision)}
         if more and last_key:
             meta["continue"] = _encode_continue(revision, last_key)
-        if wire.wants_table(request):
+        if table:
             inc = request.query_params.get("includeObject", "Metadata")
-            table = table_for(rt.kind, items, self._now(), inc, str(revision))
+            tbl = table_for(rt.kind, items, self._now(), inc, str(revision))
             if "continue" in meta:
-                table["metadata"]["continue"] = meta["continue"]
-            return json_response(table)
-        return json_response({"kind": rt.list_kind, "apiVersion": rt.api_version, "metadata": meta, "items": items})
+                tbl["metadata"]["continue"] = meta["continue"]
+            return json_response(tbl)
+        head = orjson.dumps({"kind": rt.list_kind, "apiVersion": rt.api_version, "metadata": meta})
+        body = head[:-1] + b',"items":[' + b",".join(chunks) + b"]}"
+        return Response(body, media_type="application/json")
 
     # ---------------------------------------------------------------- watch
     async def watch(self, request: Request, rt: R.ResourceType, ns: str | None, name: str | None = None) -> Response:

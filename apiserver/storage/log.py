@@ -75,7 +75,9 @@ log_table = Table(
     "pk_log",
     metadata,
     Column("id", _Id, primary_key=True, autoincrement=True),
-    Column("key", String(1024), nullable=False),
+    # Keys are compared as byte strings (prefix ranges): "C" collation on
+    # PostgreSQL, whatever the database's locale; SQLite compares bytes anyway.
+    Column("key", String(1024).with_variant(String(1024, collation="C"), "postgresql"), nullable=False),
     Column("created", Boolean, nullable=False, default=False),
     Column("deleted", Boolean, nullable=False, default=False),
     Column("prev_revision", BigInteger, nullable=False, default=0),
@@ -133,6 +135,27 @@ class Row:
     rev: int
     value: bytes
 
+    def wire(self) -> bytes:
+        """The object's JSON with its resourceVersion, without decoding it."""
+        return wire_bytes(self.value, self.rev)
+
+
+_MD_PREFIX = b'{"metadata":{'
+
+
+def wire_bytes(value: bytes, rev: int) -> bytes:
+    """Stamp the resourceVersion into stored JSON.
+
+    dumps() writes metadata as the first key, so the version can be spliced
+    in as bytes: listing 10,000 pods then costs no JSON decode or encode per
+    object. Anything stored in another shape is decoded and re-encoded.
+    """
+    if value.startswith(_MD_PREFIX):
+        rv = b'"resourceVersion":"%d"' % rev
+        rest = value[len(_MD_PREFIX):]
+        return _MD_PREFIX + rv + (rest if rest[:1] == b"}" else b"," + rest)
+    return orjson.dumps(with_revision(value, rev))
+
 
 class Event:
     """One log row seen as a watch event. Decoding is lazy and shared.
@@ -175,7 +198,7 @@ class Event:
     def line(self) -> bytes:
         """The wire form `{"type":..,"object":..}\\n`, encoded once for all watchers."""
         if self._line is None:
-            self._line = orjson.dumps({"type": self.type, "object": self.obj}) + b"\n"
+            self._line = b'{"type":"%s","object":%s}\n' % (self.type.encode(), wire_bytes(self.value, self.rev))
         return self._line
 
 
@@ -207,6 +230,13 @@ class _SQL:
         ins = f"INSERT INTO pk_log (key, created, deleted, prev_revision, value) VALUES ({p}, {p}, {p}, {p}, {p})"
         self.insert = ins if dialect == "sqlite" else ins + " RETURNING id"
         self.returning = dialect != "sqlite"
+        self.list = (
+            "SELECT l.key, l.id, l.value FROM pk_log l"
+            f" WHERE l.key > {p} AND l.key < {p} AND l.id <= {p} AND l.deleted = {'0' if dialect == 'sqlite' else 'false'}"
+            " AND NOT EXISTS (SELECT 1 FROM pk_log n"
+            f"   WHERE n.key = l.key AND n.id > l.id AND n.id <= {p})"
+            " ORDER BY l.key"
+        )
         self.bool = (lambda b: 1 if b else 0) if dialect == "sqlite" else bool
 
 
@@ -484,26 +514,24 @@ class Storage:
 
     def _list_conn(self, c: Connection, prefix: str, revision: int | None, start_after: str | None,
                    limit: int | None) -> list[Row]:
+        """The newest row per key under prefix, as of revision, in key order.
+
+        "No newer row for this key at or below the revision" is an index probe
+        per row on (key, id), and the scan itself walks that index in key
+        order, so no grouping or sorting pass is needed. Run on the driver
+        cursor: for 10,000 rows, SQLAlchemy's result objects cost more than
+        the query.
+        """
         lo = max(prefix, start_after) if start_after else prefix
         hi = prefix_end(prefix)
-        cond = [log_table.c.key > lo, log_table.c.key < hi]
-        if revision is not None:
-            cond.append(log_table.c.id <= revision)
-        newest = (
-            select(log_table.c.key.label("k"), func.max(log_table.c.id).label("mid"))
-            .where(and_(*cond))
-            .group_by(log_table.c.key)
-            .subquery()
-        )
-        q = (
-            select(log_table.c.key, log_table.c.id, log_table.c.value)
-            .join(newest, log_table.c.id == newest.c.mid)
-            .where(log_table.c.deleted == False)  # noqa: E712
-            .order_by(log_table.c.key)
-        )
-        if limit:
-            q = q.limit(limit)
-        return [Row(r.key, r.id, r.value) for r in c.execute(q)]
+        rev = revision if revision is not None else (1 << 62)
+        sql = self._sql.list + (f" LIMIT {int(limit)}" if limit else "")
+        cur = c.connection.dbapi_connection.cursor()
+        try:
+            cur.execute(sql, (lo, hi, rev, rev))
+            return [Row(k, i, bytes(v)) for k, i, v in cur.fetchall()]
+        finally:
+            cur.close()
 
     def list(self, prefix: str, *, revision: int | None = None, start_after: str | None = None,
              limit: int | None = None) -> tuple[list[Row], int]:
@@ -581,14 +609,21 @@ def storage_url_for(data_dir: str) -> str:
 
 
 def dumps(obj: Any) -> bytes:
-    """Serialize an object for storage; the resourceVersion is not stored (the row id is)."""
+    """Serialize an object for storage: metadata first, without resourceVersion.
+
+    The resourceVersion is not stored (the row id is); putting metadata first
+    lets wire_bytes() splice it back in without decoding (see there).
+    """
     md = obj.get("metadata")
-    if md is not None and "resourceVersion" in md:
-        md = dict(md)
-        md.pop("resourceVersion")
-        obj = dict(obj)
-        obj["metadata"] = md
-    return orjson.dumps(obj)
+    if not isinstance(md, dict):
+        return orjson.dumps(obj)
+    if "resourceVersion" in md:
+        md = {k: v for k, v in md.items() if k != "resourceVersion"}
+    out = {"metadata": md}
+    for k, v in obj.items():
+        if k != "metadata":
+            out[k] = v
+    return orjson.dumps(out)
 
 
 def iter_objects(rows: Iterable[Row]) -> Iterable[dict]:
