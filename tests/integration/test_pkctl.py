@@ -319,7 +319,8 @@ def test_describe_pod_with_its_events_only(cluster, ns, tmp_path):
     assert "Successfully assigned" in events and "earlier pod" not in events
     assert "last-applied-configuration" not in r.out
     # a name prefix works as in kubectl; so does TYPE/NAME
-    assert cluster.pk("describe", "pods", "we", ns=ns).out.startswith("Name:         web\n")
+    first = cluster.pk("describe", "pods", "we", ns=ns).out.splitlines()[0]
+    assert first.split() == ["Name:", "web"]
     assert cluster.pk("describe", "pod/web", ns=ns).rc == 0
     r = cluster.pk("describe", "pod", "nope", ns=ns)
     assert (r.rc, r.err) == (1, 'Error from server (NotFound): pods "nope" not found\n')
