@@ -28,7 +28,7 @@ from api.tables import table_for
 
 from . import errors, registry, wire
 from .registry import Registry, field_getter, key_for, prefix_for, supported_fields
-from .storage.hub import WatchHub, WatcherTooSlow
+from .storage.hub import WatchHub
 from .storage.log import Compacted, Event, Storage, StorageUnavailable, with_revision
 
 LIST_PAGE = 500
@@ -280,57 +280,50 @@ class Handlers:
 
         async def stream() -> AsyncIterator[bytes]:
             deadline = time.monotonic() + timeout
-            last_rev = start_rev
-            for obj in initial:
-                yield encode("ADDED", obj)
-            if send_initial and bookmarks:
-                yield bookmark(start_rev, {"k8s.io/initial-events-end": "true"})
-            events = self.hub.watch(prefix, start_rev)
-            next_ev = None
+            last = start_rev
+            sub = self.hub.subscribe(prefix)
             try:
+                if initial:
+                    yield b"".join(encode("ADDED", obj) for obj in initial)
+                if send_initial and bookmarks:
+                    yield bookmark(start_rev, {"k8s.io/initial-events-end": "true"})
+                try:
+                    async for ev in self.hub.history(prefix, start_rev, sub.start_rev):
+                        last = ev.rev
+                        out = self._transition(ev, sel)
+                        if out is not None:
+                            yield self._line(ev, out, as_table, encode)
+                except Compacted:
+                    yield orjson.dumps({"type": "ERROR", "object": errors.gone().body()}) + b"\n"
+                    return
                 while True:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         break
                     wait = min(remaining, self.bookmark_interval) if bookmarks else remaining
-                    if next_ev is None:
-                        next_ev = asyncio.ensure_future(events.__anext__())
-                    done, _ = await asyncio.wait({next_ev}, timeout=wait)
-                    if not done:
+                    if not await sub.wait(wait):
                         if bookmarks:
-                            last_rev = max(last_rev, self.hub.last_rev)
-                            yield bookmark(last_rev)
+                            last = max(last, self.hub.last_rev)
+                            yield bookmark(last)
                         continue
-                    try:
-                        ev: Event = next_ev.result()
-                    except Compacted:
-                        yield orjson.dumps({"type": "ERROR", "object": errors.gone().body()}) + b"\n"
+                    if sub.overflow:
+                        return  # too far behind: the client reconnects and resumes
+                    parts = []
+                    for ev in sub.drain():
+                        if ev.rev <= last:
+                            continue
+                        last = ev.rev
+                        out = self._transition(ev, sel)
+                        if out is not None:
+                            parts.append(self._line(ev, out, as_table, encode))
+                    if parts:
+                        yield b"".join(parts)
+                    if sub.closed:
                         return
-                    except (WatcherTooSlow, StopAsyncIteration):
-                        return
-                    finally:
-                        next_ev = None
-                    last_rev = ev.rev
-                    out = self._transition(ev, sel)
-                    if out is None:
-                        continue
-                    if out[0] is ev.type and out[1] is ev.obj and not as_table:
-                        yield ev.line()
-                    else:
-                        yield encode(out[0], out[1])
                 if bookmarks:
-                    yield bookmark(max(last_rev, self.hub.last_rev))
+                    yield bookmark(max(last, self.hub.last_rev))
             finally:
-                if next_ev is not None:
-                    next_ev.cancel()
-                    try:
-                        await next_ev
-                    except BaseException:  # noqa: BLE001 - cancelled or finished: either way done
-                        pass
-                try:
-                    await events.aclose()
-                except RuntimeError:
-                    pass
+                self.hub.unsubscribe(sub)
 
         return StreamingResponse(stream(), media_type="application/json")
 
@@ -339,10 +332,19 @@ class Handlers:
         yield orjson.dumps({"type": "ERROR", "object": errors.gone(f"too old resource version: {rev}").body()}) + b"\n"
 
     @staticmethod
-    def _transition(ev: Event, sel: Selection) -> tuple[str, dict] | None:
-        """Map a raw event through the selector: entering is ADDED, leaving is DELETED."""
+    def _line(ev: Event, out: tuple[str, dict | None], as_table: bool, encode) -> bytes:
+        if not as_table and out[0] is ev.type and (out[1] is None or out[1] is ev.obj):
+            return ev.line()  # shared by every watcher of this event, encoded once
+        return encode(out[0], ev.obj if out[1] is None else out[1])
+
+    @staticmethod
+    def _transition(ev: Event, sel: Selection) -> tuple[str, dict | None] | None:
+        """Map a raw event through the selector: entering is ADDED, leaving is DELETED.
+
+        (type, None) means "the event as it is" (no decode needed for it).
+        """
         if sel.empty:
-            return ev.type, ev.obj
+            return ev.type, None
         now_match = sel.matches(ev.obj)
         if ev.type == "ADDED":
             return (ev.type, ev.obj) if now_match else None

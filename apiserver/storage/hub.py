@@ -11,10 +11,10 @@ calls us after each commit) and polls for commits made by other API servers
 on the same PostgreSQL database. Because writers are serialized (see log.py),
 revisions become visible in order, so "id > last" never skips a row.
 
-A watch that starts from an older revision first replays history (from the
-buffer if it reaches back far enough, otherwise from the log table) and only
-then switches to live events; it is registered before the replay and drops
-duplicates by revision, so nothing is lost at the seam.
+A watch that starts from an older revision subscribes first, then replays
+history up to the revision it subscribed at (from the buffer if it reaches
+back far enough, otherwise from the log table), then takes live events; it
+drops duplicates by revision, so nothing is lost or repeated at the seam.
 """
 from __future__ import annotations
 
@@ -36,13 +36,57 @@ class WatcherTooSlow(Exception):
     pass
 
 
-class _Sub:
-    __slots__ = ("prefix", "queue", "closed")
+class Subscription:
+    """One watcher's live feed: a deque filled by the tailer, drained in batches.
 
-    def __init__(self, prefix: str):
+    The watcher waits on a plain Future that the tailer completes, and then
+    takes everything pending at once: with a hundred watchers, one event
+    costs a hundred cheap wakeups, not a hundred Tasks.
+    """
+
+    __slots__ = ("prefix", "queue", "waiter", "closed", "overflow", "start_rev")
+
+    def __init__(self, prefix: str, start_rev: int):
         self.prefix = prefix
-        self.queue: asyncio.Queue = asyncio.Queue()
+        self.queue: collections.deque[Event] = collections.deque()
+        self.waiter: asyncio.Future | None = None
         self.closed = False
+        self.overflow = False
+        self.start_rev = start_rev  # live events are those after this revision
+
+    def push(self, ev: Event) -> None:
+        if len(self.queue) >= MAX_PENDING:
+            self.overflow = True
+            self.closed = True
+        else:
+            self.queue.append(ev)
+        w = self.waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def close(self) -> None:
+        self.closed = True
+        w = self.waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    async def wait(self, timeout: float) -> bool:
+        """True when events are pending (or the feed closed); False on timeout."""
+        if self.queue or self.closed:
+            return True
+        self.waiter = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait_for(self.waiter, timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+        finally:
+            self.waiter = None
+
+    def drain(self) -> list[Event]:
+        out = list(self.queue)
+        self.queue.clear()
+        return out
 
 
 class WatchHub:
@@ -51,7 +95,7 @@ class WatchHub:
         self.buffer: collections.deque[Event] = collections.deque(maxlen=buffer_size)
         self.last_rev = 0
         self._floor = 0  # the buffer holds every event with rev > _floor
-        self._subs: set[_Sub] = set()
+        self._subs: set[Subscription] = set()
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -72,8 +116,7 @@ class WatchHub:
             except (asyncio.CancelledError, Exception):
                 pass
         for s in list(self._subs):
-            s.closed = True
-            s.queue.put_nowait(None)
+            s.close()
 
     def _on_commit(self, rev: int) -> None:  # writer thread
         loop = self._loop
@@ -136,45 +179,33 @@ class WatchHub:
         self.last_rev = ev.rev
         key = ev.key
         for s in self._subs:
-            if key.startswith(s.prefix) and not s.closed:
-                if s.queue.qsize() > MAX_PENDING:
-                    s.closed = True
-                    s.queue.put_nowait(None)
-                else:
-                    s.queue.put_nowait(ev)
+            if not s.closed and key.startswith(s.prefix):
+                s.push(ev)
 
-    async def watch(self, prefix: str, from_rev: int) -> AsyncIterator[Event]:
-        """Yield every event under prefix with revision > from_rev, in order, forever.
-
-        Raises Compacted when from_rev is older than the compaction revision,
-        WatcherTooSlow when the consumer fell too far behind.
-        """
-        sub = _Sub(prefix)
+    def subscribe(self, prefix: str) -> Subscription:
+        """Start receiving live events under prefix (those after sub.start_rev)."""
+        sub = Subscription(prefix, self.last_rev)
         self._subs.add(sub)
-        try:
-            live_start = self.last_rev
-            last = from_rev
-            if from_rev < live_start:
-                if from_rev >= self._floor:
-                    for ev in list(self.buffer):
-                        if from_rev < ev.rev <= live_start and ev.key.startswith(prefix):
-                            last = ev.rev
-                            yield ev
-                else:
-                    async for ev in self._replay(prefix, from_rev, live_start):
-                        last = ev.rev
-                        yield ev
-            while True:
-                ev = await sub.queue.get()
-                if ev is None:
-                    raise WatcherTooSlow()
-                if ev.rev <= last:
-                    continue
-                last = ev.rev
-                yield ev
-        finally:
-            sub.closed = True
-            self._subs.discard(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        sub.closed = True
+        self._subs.discard(sub)
+
+    async def history(self, prefix: str, from_rev: int, until: int) -> AsyncIterator[Event]:
+        """Events under prefix with from_rev < rev <= until, from memory or the log.
+
+        Raises Compacted when from_rev is older than the compaction revision.
+        """
+        if from_rev >= until:
+            return
+        if from_rev >= self._floor:
+            for ev in list(self.buffer):
+                if from_rev < ev.rev <= until and ev.key.startswith(prefix):
+                    yield ev
+            return
+        async for ev in self._replay(prefix, from_rev, until):
+            yield ev
 
     async def _replay(self, prefix: str, from_rev: int, until: int) -> AsyncIterator[Event]:
         comp = await asyncio.to_thread(self.storage.compacted_revision)
