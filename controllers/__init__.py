@@ -1,1 +1,1 @@
-"""controllers: not built yet (see the open issues); the package exists so the layout matches DESIGN.md."""
+"""Controllers run by `pocketkube controller-manager` (wave 1: the endpoints controller)."""

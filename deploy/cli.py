@@ -9,6 +9,8 @@ import sys
 
 COMPONENTS = {
     "apiserver": ("apiserver.main", "the API server (storage, REST, watch)"),
+    "controller-manager": ("controllers.main", "controllers (endpoints)"),
+    "proxy": ("proxy.main", "the service proxy (iptables)"),
 }
 
 

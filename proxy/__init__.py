@@ -1,1 +1,1 @@
-"""proxy: not built yet (see the open issues); the package exists so the layout matches DESIGN.md."""
+"""The service proxy: desired ruleset (rules) -> minimal diff -> one iptables-restore (proxier)."""
