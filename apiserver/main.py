@@ -9,6 +9,7 @@ import argparse
 import ipaddress
 import logging
 import os
+import socket
 import sys
 
 from .storage.log import storage_url_for
@@ -16,7 +17,8 @@ from .storage.log import storage_url_for
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pocketkube apiserver", description="Run the pocketkube API server.")
-    p.add_argument("--bind-address", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--bind-address", default="127.0.0.1",
+                   help="address(es) to listen on, comma-separated, e.g. 127.0.0.1,100.64.0.1 (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=6443, help="port to listen on (default 6443)")
     p.add_argument("--data-dir", default="/var/lib/pocketkube", help="directory for the embedded SQLite database")
     p.add_argument("--storage", default=None,
@@ -67,7 +69,15 @@ def main(argv: list[str] | None = None) -> None:
         url = storage_url_for(args.data_dir)
     if args.token_auth_file and not os.path.exists(args.token_auth_file):
         _fail(f"--token-auth-file {args.token_auth_file} does not exist")
-    advertise = args.advertise_address or (args.bind_address if args.bind_address not in ("0.0.0.0", "::") else "127.0.0.1")
+    binds = [a.strip() for a in args.bind_address.split(",") if a.strip()]
+    for a in binds:
+        try:
+            ipaddress.ip_address(a)
+        except ValueError:
+            _fail(f"--bind-address {a!r} is not an IP address")
+    # The address other machines reach us on: the last non-loopback one given.
+    reachable = [a for a in binds if a not in ("0.0.0.0", "::") and not ipaddress.ip_address(a).is_loopback]
+    advertise = args.advertise_address or (reachable[-1] if reachable else "127.0.0.1")
 
     import uvicorn
 
@@ -86,12 +96,24 @@ def main(argv: list[str] | None = None) -> None:
         _fail(str(e))
     except Exception as e:  # noqa: BLE001 - e.g. PostgreSQL unreachable
         _fail(f"cannot open storage {url.split('@')[-1]}: {e}")
-    uvicorn.run(
-        FastPath(app), host=args.bind_address, port=args.port, log_level="warning",
-        loop="uvloop", http="httptools", access_log=False,
+    sockets = []
+    for a in binds:
+        fam = socket.AF_INET6 if ":" in a else socket.AF_INET
+        sock = socket.socket(fam, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((a, args.port))
+        except OSError as e:
+            _fail(f"cannot listen on {a}:{args.port}: {e.strerror} (is another server running there?)")
+        sock.listen(2048)
+        sock.set_inheritable(True)
+        sockets.append(sock)
+    config = uvicorn.Config(
+        FastPath(app), log_level="warning", loop="uvloop", http="httptools", access_log=False,
         ssl_certfile=args.tls_cert_file, ssl_keyfile=args.tls_private_key_file,
         timeout_graceful_shutdown=3,
     )
+    uvicorn.Server(config).run(sockets=sockets)
 
 
 if __name__ == "__main__":

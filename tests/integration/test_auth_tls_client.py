@@ -117,3 +117,13 @@ def test_informer_survives_api_server_restart(tmp_path):
             s2.stop()
     finally:
         inf.stop()
+
+
+def test_listens_on_several_addresses(tmp_path):
+    """DESIGN.md: loopback plus the host end of the node link."""
+    s = ApiServer(str(tmp_path), extra_args=["--bind-address", "127.0.0.1,127.0.0.2"]).start()
+    try:
+        r = httpx.get(f"http://127.0.0.2:{s.port}/api/v1/namespaces", timeout=5)
+        assert r.status_code == 200 and len(r.json()["items"]) == 4
+    finally:
+        s.stop()
