@@ -9,6 +9,7 @@ import sys
 
 COMPONENTS = {
     "apiserver": ("apiserver.main", "the API server (storage, REST, watch)"),
+    "scheduler": ("scheduler.main", "the scheduler (places pods on nodes)"),
     "controller-manager": ("controllers.main", "controllers (endpoints)"),
     "proxy": ("proxy.main", "the service proxy (iptables)"),
 }
