@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 import orjson
@@ -23,7 +22,7 @@ from api import resources as R
 
 from . import errors, registry
 from .registry import key_for, prefix_for
-from .storage.log import KeyExists, Tx, dumps, with_revision
+from .storage.log import Tx, dumps, with_revision
 
 if TYPE_CHECKING:
     from .app import State

@@ -26,6 +26,7 @@ import atexit
 import base64
 import hashlib
 import os
+import ssl
 import tempfile
 from dataclasses import dataclass
 from typing import Any
@@ -309,3 +310,26 @@ __all__ = [
     "Config", "ConfigError", "load_config", "find_kubeconfig", "candidate_paths",
     "write_kubeconfig", "kubeconfig_dict", "SYSTEM_KUBECONFIG",
 ]
+
+
+def ssl_context(config: "Config") -> ssl.SSLContext | None:
+    """The TLS context a kubeconfig asks for, or None for a plain-HTTP server.
+
+    One place for every transport (httpx, the scheduler's lean writer,
+    WebSockets), so CA, client certificates and insecure-skip-verify mean
+    the same everywhere.
+    """
+    if not config.server.startswith("https://"):
+        return None
+    try:
+        if config.insecure_skip_tls_verify:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        else:
+            ctx = ssl.create_default_context(cafile=config.ca_file)
+        if config.client_cert_file:
+            ctx.load_cert_chain(config.client_cert_file, config.client_key_file)
+    except (OSError, ssl.SSLError) as e:
+        raise ConfigError(f"cannot load TLS files for {config.server}: {e}") from e
+    return ctx

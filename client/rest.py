@@ -45,7 +45,7 @@ import orjson
 from api import resources as R
 from api.resources import ResourceType
 from client.errors import ApiError, ConnectionFailed, Gone, error_from_response
-from client.kubeconfig import Config, ConfigError, load_config
+from client.kubeconfig import Config, load_config, ssl_context
 
 USER_AGENT = "pocketkube-client/0.1"
 DEFAULT_PAGE_SIZE = 500
@@ -106,20 +106,7 @@ def object_reference(obj: dict, rt: ResourceType | None = None) -> dict:
 
 def _ssl_verify(config: Config) -> ssl.SSLContext | bool:
     """The TLS settings for httpx: an SSLContext built from the kubeconfig."""
-    if not config.server.startswith("https://"):
-        return True
-    try:
-        if config.insecure_skip_tls_verify:
-            ctx = ssl.create_default_context()
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        else:
-            ctx = ssl.create_default_context(cafile=config.ca_file)
-        if config.client_cert_file:
-            ctx.load_cert_chain(config.client_cert_file, config.client_key_file)
-    except (OSError, ssl.SSLError) as e:
-        raise ConfigError(f"cannot load TLS files for {config.server}: {e}") from e
-    return ctx
+    return ssl_context(config) or True
 
 
 def _transport_error(method: str, url: str, exc: Exception) -> ConnectionFailed:

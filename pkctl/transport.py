@@ -13,7 +13,6 @@ every error answer the client's typed ``ApiError``.
 from __future__ import annotations
 
 import json
-import ssl
 from typing import Any, Iterator
 from urllib.parse import urlencode
 
@@ -21,6 +20,7 @@ import httpx
 
 from api.resources import ResourceType
 from client.errors import ApiError, ConnectionFailed, error_from_response
+from client.kubeconfig import ssl_context
 
 TABLE_ACCEPT = ("application/json;as=Table;v=v1;g=meta.k8s.io,"
                 "application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json")
@@ -98,20 +98,6 @@ def _event(line: bytes) -> tuple[str, dict]:
 
 
 # ------------------------------------------------------------------ WebSocket
-def ssl_context(config) -> ssl.SSLContext | None:
-    if not config.server.startswith("https://"):
-        return None
-    if config.insecure_skip_tls_verify:
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    else:
-        ctx = ssl.create_default_context(cafile=config.ca_file)
-    if config.client_cert_file:
-        ctx.load_cert_chain(config.client_cert_file, config.client_key_file)
-    return ctx
-
-
 def websocket_url(server: str, path: str, params: list[tuple[str, str]]) -> str:
     base = server.rstrip("/")
     if base.startswith("https://"):

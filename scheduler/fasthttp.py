@@ -26,7 +26,6 @@ after 5 s) is replaced before it is reused rather than after it fails.
 from __future__ import annotations
 
 import socket
-import ssl
 import threading
 import time
 from typing import Any
@@ -35,24 +34,9 @@ from urllib.parse import quote, urlsplit
 import orjson
 
 from client.errors import ConnectionFailed, error_from_response
-from client.kubeconfig import Config, ConfigError
+from client.kubeconfig import Config, ssl_context
 
 USER_AGENT = "pocketkube-scheduler/0.1"
-
-
-def _ssl_context(config: Config) -> ssl.SSLContext:
-    try:
-        if config.insecure_skip_tls_verify:
-            ctx = ssl.create_default_context()
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        else:
-            ctx = ssl.create_default_context(cafile=config.ca_file)
-        if config.client_cert_file:
-            ctx.load_cert_chain(config.client_cert_file, config.client_key_file)
-    except (OSError, ssl.SSLError) as e:
-        raise ConfigError(f"cannot load TLS files for {config.server}: {e}") from e
-    return ctx
 
 
 class _Conn:
@@ -81,7 +65,7 @@ class LeanWriter:
         self.base = url.path.rstrip("/")
         self.timeout = timeout
         self.idle_reconnect = idle_reconnect
-        self.ssl = _ssl_context(config) if url.scheme == "https" else None
+        self.ssl = ssl_context(config) if url.scheme == "https" else None
         host_header = self.host if ":" not in self.host else f"[{self.host}]"
         default_port = 443 if url.scheme == "https" else 80
         if self.port != default_port:

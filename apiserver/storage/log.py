@@ -52,7 +52,6 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
-    and_,
     create_engine,
     event,
     exists,

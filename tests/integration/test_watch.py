@@ -5,7 +5,6 @@ import random
 import time
 
 import httpx
-import pytest
 
 from tests.conftest import ApiServer
 
