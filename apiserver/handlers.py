@@ -544,5 +544,7 @@ class Handlers:
             raise errors.invalid("Binding", name, [{"reason": "FieldValueRequired", "field": "target.name", "message": "Required value"}])
         if target.get("kind") not in (None, "", "Node"):
             raise errors.invalid("Binding", name, [{"reason": "FieldValueNotSupported", "field": "target.kind", "message": f'Unsupported value: "{target.get("kind")}": supported values: "Node"'}])
-        await self._write(self.reg.bind_txn(ns, name, str(target["name"])), self._dry_run(request))
+        uid = (obj.get("metadata") or {}).get("uid")
+        await self._write(self.reg.bind_txn(ns, name, str(target["name"]), uid if isinstance(uid, str) else None),
+                          self._dry_run(request))
         return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}, 201)

@@ -569,7 +569,7 @@ class Registry:
         return obj
 
     # -- binding
-    def bind_txn(self, namespace: str, pod_name: str, node_name: str) -> Callable[[Tx], dict]:
+    def bind_txn(self, namespace: str, pod_name: str, node_name: str, uid: str | None = None) -> Callable[[Tx], dict]:
         key = key_for(R.PODS, namespace, pod_name)
 
         def op(tx: Tx) -> dict:
@@ -577,6 +577,9 @@ class Registry:
             if row is None:
                 raise errors.not_found("pods", pod_name)
             pod = self.decode(row)
+            if uid and pod["metadata"].get("uid") != uid:
+                # A decision made for a pod that was deleted and recreated under the same name.
+                raise errors.conflict("pods/binding", pod_name, f"Precondition failed: UID in precondition: {uid}, UID in object meta: {pod['metadata'].get('uid')}")
             spec = pod.setdefault("spec", {})
             if spec.get("nodeName"):
                 raise errors.conflict("pods/binding", pod_name, f"pod {pod_name} is already assigned to node \"{spec['nodeName']}\"")

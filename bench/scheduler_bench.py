@@ -391,7 +391,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scenarios", default="1000x100,5000x500", help="PODSxNODES,... (default 1000x100,5000x500)")
     ap.add_argument("--creators", type=int, default=3, help="pod creator processes (default 3)")
-    ap.add_argument("--bind-workers", type=int, default=4, help="bind connections, scheduler and trivial binder alike")
+    ap.add_argument("--bind-workers", type=int, default=8,
+                    help="bind connections, scheduler and trivial binder alike (default 8)")
     ap.add_argument("--sqlite-synchronous", default="NORMAL", choices=["NORMAL", "FULL"])
     ap.add_argument("--scheduler-args", default="", help="extra flags for the scheduler, space separated")
     ap.add_argument("--only", choices=["scheduler", "trivial"], help="run one side only (profiling)")

@@ -51,7 +51,11 @@ def is_terminal(pod: dict) -> bool:
 
 
 def _same_for_scheduling(pi: PodInfo, pod: dict) -> bool:
-    """Would a new PodInfo for ``pod`` equal ``pi``? (Same uid; spec equal but for nodeName; same metadata that plugins read.)"""
+    """Would a new PodInfo for ``pod`` equal ``pi``?
+
+    Same uid, same spec but for ``nodeName``, same labels, owners and
+    deletion mark (the metadata plugins read).
+    """
     md = pod.get("metadata") or {}
     old_md = pi.obj.get("metadata") or {}
     if md.get("uid") != pi.uid or (md.get("labels") or {}) != pi.labels:

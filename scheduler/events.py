@@ -7,8 +7,9 @@ client-go's event broadcaster and correlator do:
 
 * **asynchronous** - ``record`` only appends to an in-memory queue; one
   writer thread does the HTTP, never the scheduling loop or a bind worker;
-* **deferred under load** - while ``busy()`` says the scheduler has pods
-  waiting or binds in flight, the writer only trickles events out
+* **deferred under load** - while ``busy()`` says the scheduler is in a
+  burst (pods waiting, binds in flight, or 20+ binds in the last second:
+  ``Scheduler.busy``), the writer only trickles events out
   (``busy_rate`` per second, oldest first) and holds the rest back, each for
   at most ``max_defer`` seconds; binds get the API server first and the
   backlog follows in the quiet right after a burst. On this machine one
@@ -25,7 +26,8 @@ dropped (upstream drops too when its queue is full) and counted in
 ``dropped``.
 
 ``EventSink`` is the seam: ``ClientEventSink`` writes core/v1 Events through
-the shared client; ``FakeEventSink`` keeps them in a list for tests.
+the lean writer (``fasthttp``) or the shared client; ``FakeEventSink`` keeps
+them in a list for tests.
 """
 from __future__ import annotations
 

@@ -356,20 +356,11 @@ class Framework:
         return ScheduleResult(best, evaluated, len(feasible), scores)
 
     def select_host(self, nodes: Sequence[NodeInfo], totals: Sequence[int]) -> str:
-        """Highest total; among equals a uniformly random one (reservoir sampling)."""
-        best_i = 0
-        best = totals[0]
-        ties = 1
-        rand = self.rng.random
-        for i in range(1, len(totals)):
-            s = totals[i]
-            if s > best:
-                best, best_i, ties = s, i, 1
-            elif s == best:
-                ties += 1
-                if rand() * ties < 1:
-                    best_i = i
-        return nodes[best_i].name
+        """Highest total; among equals a uniformly random one."""
+        best = max(totals)
+        ties = [i for i, t in enumerate(totals) if t == best]
+        i = ties[0] if len(ties) == 1 else ties[self.rng.randrange(len(ties))]
+        return nodes[i].name
 
 
 class PluginError(Exception):

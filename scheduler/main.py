@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default=None,
                    help="score plugin weights, e.g. LeastAllocated=2,SelectorSpread=0 (defaults: "
                         + ",".join(f"{k}={v}" for k, v in DEFAULT_WEIGHTS.items()) + ")")
-    p.add_argument("--bind-workers", type=int, default=4, help="concurrent binds (default 4)")
+    p.add_argument("--bind-workers", type=int, default=8, help="concurrent binds, one connection each (default 8)")
     p.add_argument("--percentage-of-nodes-to-score", type=int, default=0,
                    help="stop filtering after this share of nodes is feasible (0 = adaptive, as upstream)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])

@@ -135,7 +135,7 @@ class Scheduler:
                  scheduler_name: str = DEFAULT_SCHEDULER_NAME, weights: dict[str, int] | None = None,
                  services: Callable[[str], Any] | None = None, cache: SchedulerCache | None = None,
                  queue: SchedulingQueue | None = None, framework: Framework | None = None,
-                 bind_workers: int = 4, percentage_of_nodes_to_score: int = 0,
+                 bind_workers: int = 8, percentage_of_nodes_to_score: int = 0,
                  can_bind: Callable[[], bool] | None = None, rng: random.Random | None = None,
                  busy_rate: int = 20):
         self.binder = binder

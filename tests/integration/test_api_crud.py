@@ -209,6 +209,14 @@ def test_binding(http):
     assert cond and cond[0]["status"] == "True"
     r = http.post(f"{PODS}/b/binding", json=binding)
     assert r.status_code == 409 and r.json()["reason"] == "Conflict"
+    # a binding made for an earlier pod of the same name is refused
+    http.post(PODS, json=pod("b2"))
+    stale = {"metadata": {"name": "b2", "uid": "not-this-pod"}, "target": {"kind": "Node", "name": "node-1"}}
+    r = http.post(f"{PODS}/b2/binding", json=stale)
+    assert r.status_code == 409 and "UID" in r.json()["message"]
+    uid = http.get(f"{PODS}/b2").json()["metadata"]["uid"]
+    stale["metadata"]["uid"] = uid
+    assert http.post(f"{PODS}/b2/binding", json=stale).status_code == 201
 
 
 def test_graceful_pod_delete_and_finalizers(http):
