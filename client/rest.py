@@ -101,6 +101,10 @@ def object_reference(obj: dict, rt: ResourceType | None = None) -> dict:
     for src, dst in (("namespace", "namespace"), ("uid", "uid"), ("resourceVersion", "resourceVersion")):
         if md.get(src):
             ref[dst] = md[src]
+    if ref["kind"] == "Node":
+        # The kubelet convention: a Node's events carry the node name as uid,
+        # and `kubectl describe node` selects its events by exactly that.
+        ref["uid"] = ref["name"]
     return ref
 
 

@@ -567,3 +567,12 @@ def test_async_list_all_and_watch():
         await gen.aclose()
 
     asyncio.run(asyncio.wait_for(main(), 5))
+
+
+def test_node_event_reference_uses_the_node_name_as_uid():
+    from client.rest import object_reference
+
+    ref = object_reference({"kind": "Node", "apiVersion": "v1", "metadata": {"name": "node-1", "uid": "abc"}})
+    assert ref["uid"] == "node-1"
+    pod = object_reference({"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "p", "namespace": "d", "uid": "u"}})
+    assert pod["uid"] == "u"
