@@ -23,7 +23,7 @@ import threading
 from api import resources as R
 from client.cache import namespace_index
 from client.informer import SharedInformers
-from client.kubeconfig import ConfigError, load_config
+from client.component import add_connection_flags, config_or_exit, setup_logging
 from client.rest import Client
 from controllers.endpoints import EndpointsController
 
@@ -33,9 +33,7 @@ log = logging.getLogger("controller-manager")
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pocketkube controller-manager",
                                 description="Run the pocketkube controllers (wave 1: endpoints).")
-    p.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, ...)")
-    p.add_argument("--server", default=None, help="API server URL (overrides the kubeconfig)")
-    p.add_argument("--token", default=None, help="bearer token (overrides the kubeconfig)")
+    add_connection_flags(p)
     p.add_argument("--cluster-cidr", default="10.244.0.0/16", help="cluster pod CIDR (default 10.244.0.0/16)")
     p.add_argument("--concurrent-endpoint-syncs", type=int, default=5,
                    help="endpoints sync workers (default 5)")
@@ -45,9 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.log_level != "debug":
-        logging.getLogger("httpx").setLevel(logging.WARNING)
+    setup_logging(args.log_level)
     try:
         ipaddress.ip_network(args.cluster_cidr, strict=True)
     except ValueError as e:
@@ -56,11 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.concurrent_endpoint_syncs < 1:
         print("pocketkube controller-manager: error: --concurrent-endpoint-syncs must be at least 1", file=sys.stderr)
         sys.exit(2)
-    try:
-        config = load_config(args.kubeconfig, server=args.server, token=args.token)
-    except ConfigError as e:
-        print(f"pocketkube controller-manager: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    config = config_or_exit("controller-manager", args)
 
     stop = threading.Event()
 

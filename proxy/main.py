@@ -24,7 +24,7 @@ import threading
 
 from api import resources as R
 from client.informer import SharedInformers
-from client.kubeconfig import ConfigError, load_config
+from client.component import add_connection_flags, config_or_exit, setup_logging
 from client.rest import Client
 from proxy.iptables import ConntrackRunner, IptablesError, IptablesRunner
 from proxy.proxier import Proxier
@@ -37,9 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pocketkube proxy",
                                 description="Run the pocketkube service proxy (iptables mode) for one node.")
     p.add_argument("--node-name", default=None, help="the node this proxy programs (default: hostname)")
-    p.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, ...)")
-    p.add_argument("--server", default=None, help="API server URL (overrides the kubeconfig)")
-    p.add_argument("--token", default=None, help="bearer token (overrides the kubeconfig)")
+    add_connection_flags(p)
     p.add_argument("--cluster-cidr", default="10.244.0.0/16",
                    help="pod CIDR; service traffic from outside it is masqueraded (default 10.244.0.0/16)")
     p.add_argument("--masquerade-all", action="store_true", help="SNAT all traffic sent to cluster IPs")
@@ -59,9 +57,7 @@ def _fail(msg: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.log_level != "debug":
-        logging.getLogger("httpx").setLevel(logging.WARNING)
+    setup_logging(args.log_level)
     for tool in ("iptables-restore", "iptables-save"):
         if shutil.which(tool) is None:
             _fail(f"{tool} not found: apt-get install iptables")
@@ -83,10 +79,7 @@ def main(argv: list[str] | None = None) -> None:
         _fail(f"--cluster-cidr: {e}")
     if args.min_sync_period < 0 or args.sync_period <= 0:
         _fail("--min-sync-period must be >= 0 and --sync-period > 0")
-    try:
-        config = load_config(args.kubeconfig, server=args.server, token=args.token)
-    except ConfigError as e:
-        _fail(str(e))
+    config = config_or_exit("proxy", args)
     node = args.node_name or os.uname().nodename
 
     client = Client(config, timeout=30.0)

@@ -23,7 +23,7 @@ import threading
 from api import resources as R
 from client.cache import namespace_index
 from client.informer import SharedInformers
-from client.kubeconfig import ConfigError, load_config
+from client.component import add_connection_flags, config_or_exit, setup_logging
 from client.leaderelection import (LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD, ApiLeaseLock,
                                    LeaderElectionConfig, LeaderElector, default_identity, run_forever)
 from client.rest import Client
@@ -51,9 +51,7 @@ def _bool(s: str) -> bool:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pocketkube scheduler",
                                 description="Run the pocketkube scheduler (places pods on nodes).")
-    p.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, ...)")
-    p.add_argument("--server", default=None, help="API server URL (overrides the kubeconfig)")
-    p.add_argument("--token", default=None, help="bearer token (overrides the kubeconfig)")
+    add_connection_flags(p)
     p.add_argument("--scheduler-name", default=DEFAULT_SCHEDULER_NAME,
                    help="schedule pods whose spec.schedulerName is this (default default-scheduler)")
     p.add_argument("--leader-elect", type=_bool, default=True, metavar="true|false",
@@ -82,19 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.log_level != "debug":
-        logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request otherwise
+    setup_logging(args.log_level)
     try:
         weights = parse_weights(args.weights)
     except ValueError as e:
         print(f"pocketkube scheduler: error: --weights: {e}", file=sys.stderr)
         sys.exit(2)
-    try:
-        config = load_config(args.kubeconfig, server=args.server, token=args.token)
-    except ConfigError as e:
-        print(f"pocketkube scheduler: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    config = config_or_exit("scheduler", args)
 
     identity = args.identity or default_identity()
     client = Client(config, timeout=30.0)
