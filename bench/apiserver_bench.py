@@ -28,7 +28,6 @@ import multiprocessing as mp
 import os
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,30 +35,12 @@ import time
 
 import httpx
 
+from common import log, pct, pod_body
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-POD = {
-    "apiVersion": "v1", "kind": "Pod",
-    "metadata": {"name": "web-0", "namespace": "default", "labels": {"app": "web", "tier": "frontend", "release": "stable"},
-                 "annotations": {"team": "platform"}},
-    "spec": {"containers": [{"name": "web", "image": "nginx:1.25.3", "ports": [{"containerPort": 80, "name": "http", "protocol": "TCP"}],
-                             "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "200m", "memory": "128Mi"}},
-                             "env": [{"name": "MODE", "value": "production"}]}],
-             "restartPolicy": "Always", "nodeSelector": {"kubernetes.io/os": "linux"}},
-}
-
-
-def log(*a):
-    print(*a, file=sys.stderr, flush=True)
-
-
-def pct(xs: list[float], p: float) -> float:
-    xs = sorted(xs)
-    if not xs:
-        return float("nan")
-    k = min(len(xs) - 1, max(0, int(round(p / 100 * (len(xs) - 1)))))
-    return xs[k]
+POD = pod_body("default")
 
 
 def free_port() -> int:
