@@ -1,0 +1,249 @@
+"""Address management for pocketkube-bridge: host-local's design, one file per leased IP.
+
+Why files: the kubelet (and with it the in-process plugin) restarts while pods
+keep running, and several plugin processes may run at once; a directory of
+small files is a store that survives both without a daemon. Each network gets
+``<dataDir>/networks/<network name>/`` (dataDir from the ipam config, default
+``/var/lib/cni``). In it:
+
+* ``<ip>`` - one per lease, created with ``O_CREAT|O_EXCL`` so two allocators
+  can never both win an address; it holds ``<container id>\\r\\n<ifname>``,
+  the same content the reference ``host-local`` plugin writes;
+* ``last_reserved_ip.0`` - the last address handed out; the next allocation
+  starts after it, so a released address is not reused at once (a stale ARP
+  entry or a slow peer would otherwise reach the wrong pod);
+* the directory itself is ``flock``-ed around every allocation and release,
+  which orders threads (each opens its own descriptor) and processes alike.
+
+The lease files are byte-for-byte what host-local writes; only the directory
+differs when ``dataDir`` is set (host-local uses ``<dataDir>/<network>`` with
+``dataDir`` defaulting to ``/var/lib/cni/networks``, so with the defaults both
+use the same ``/var/lib/cni/networks/<network>``).
+
+The network, gateway and broadcast addresses are never handed out. Allocation
+is idempotent per (container id, ifname): asking again returns the existing
+lease rather than leaking a second address. Exhaustion is a ``CNIError`` with
+code 11 ("try again later": addresses come back as pods are deleted).
+"""
+from __future__ import annotations
+
+import fcntl
+import ipaddress
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+from kubelet.cni.types import ERR_INVALID_CONFIG, ERR_IO, ERR_TRY_AGAIN, CNIError
+
+DEFAULT_DATA_DIR = "/var/lib/cni"
+LAST_RESERVED = "last_reserved_ip.0"
+LINE_BREAK = "\r\n"
+
+
+@dataclass(frozen=True)
+class Lease:
+    ip: ipaddress.IPv4Address
+    network: ipaddress.IPv4Network
+    gateway: ipaddress.IPv4Address
+
+    @property
+    def address(self) -> str:
+        """``10.244.1.5/24``"""
+        return f"{self.ip}/{self.network.prefixlen}"
+
+
+@dataclass(frozen=True)
+class RangeConfig:
+    subnet: ipaddress.IPv4Network
+    gateway: ipaddress.IPv4Address
+    range_start: ipaddress.IPv4Address
+    range_end: ipaddress.IPv4Address
+    data_dir: str
+    routes: tuple[dict, ...]
+
+    @classmethod
+    def from_ipam(cls, ipam: dict) -> "RangeConfig":
+        """Parse an ipam section: host-local's ``subnet``/``rangeStart``/``rangeEnd``/``gateway``,
+        or its ``ranges: [[{...}]]`` with one IPv4 range; plus ``dataDir`` and ``routes``."""
+        def bad(why: str) -> CNIError:
+            return CNIError(ERR_INVALID_CONFIG, "invalid ipam configuration", why)
+
+        if not isinstance(ipam, dict):
+            raise bad("'ipam' must be an object")
+        rng = ipam
+        if "ranges" in ipam:
+            try:
+                rng = ipam["ranges"][0][0]
+            except (TypeError, IndexError, KeyError):
+                raise bad("'ranges' must be a list of lists of ranges") from None
+            if len(ipam["ranges"]) > 1 or len(ipam["ranges"][0]) > 1:
+                raise bad("only one range is supported")
+        try:
+            subnet = ipaddress.ip_network(rng["subnet"])
+        except KeyError:
+            raise bad("no 'subnet'") from None
+        except ValueError as e:
+            raise bad(f"subnet {rng.get('subnet')!r}: {e}") from None
+        if subnet.version != 4:
+            raise bad(f"subnet {subnet} is not IPv4 (only IPv4 is supported)")
+        if subnet.prefixlen > 30:
+            raise bad(f"subnet {subnet} is too small (at most /30)")
+
+        def addr(key: str, default: ipaddress.IPv4Address) -> ipaddress.IPv4Address:
+            if not rng.get(key):
+                return default
+            try:
+                a = ipaddress.ip_address(rng[key])
+            except ValueError as e:
+                raise bad(f"{key}: {e}") from None
+            if a not in subnet:
+                raise bad(f"{key} {a} is outside subnet {subnet}")
+            return a
+
+        gateway = addr("gateway", subnet.network_address + 1)
+        start = addr("rangeStart", subnet.network_address + 1)
+        end = addr("rangeEnd", subnet.broadcast_address - 1)
+        if int(start) > int(end):
+            raise bad(f"rangeStart {start} is after rangeEnd {end}")
+        routes = ipam.get("routes") or []
+        if not isinstance(routes, list) or not all(isinstance(r, dict) and r.get("dst") for r in routes):
+            raise bad("'routes' must be a list of {\"dst\": CIDR, \"gw\"?: IP}")
+        return cls(subnet, gateway, start, end, str(ipam.get("dataDir") or DEFAULT_DATA_DIR), tuple(routes))
+
+
+class HostLocalIPAM:
+    """Leases of one network in ``<data_dir>/networks/<network>/``; safe across threads and processes."""
+
+    def __init__(self, network: str, config: RangeConfig):
+        if not network or "/" in network or network in (".", ".."):
+            raise CNIError(ERR_INVALID_CONFIG, "invalid network name for ipam", repr(network))
+        self.config = config
+        self.dir = os.path.join(config.data_dir, "networks", network)
+
+    @classmethod
+    def from_ipam(cls, network: str, ipam: dict) -> "HostLocalIPAM":
+        return cls(network, RangeConfig.from_ipam(ipam))
+
+    # ------------------------------------------------------------ locking
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        try:
+            os.makedirs(self.dir, mode=0o755, exist_ok=True)
+            fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as e:
+            raise CNIError(ERR_IO, f"cannot open ipam directory {self.dir}", str(e)) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing drops the flock
+
+    # ------------------------------------------------------------ queries
+    def _candidates(self) -> list[ipaddress.IPv4Address]:
+        c = self.config
+        skip = {c.subnet.network_address, c.subnet.broadcast_address, c.gateway}
+        return [ipaddress.IPv4Address(i) for i in range(int(c.range_start), int(c.range_end) + 1)
+                if ipaddress.IPv4Address(i) not in skip]
+
+    def _read_leases(self) -> dict[ipaddress.IPv4Address, tuple[str, str]]:
+        out = {}
+        try:
+            names = os.listdir(self.dir)
+        except FileNotFoundError:
+            return {}
+        for name in names:
+            try:
+                ip = ipaddress.IPv4Address(name)
+            except ValueError:
+                continue  # last_reserved_ip.0, lock files, ...
+            try:
+                with open(os.path.join(self.dir, name), newline="") as f:  # keep the \r\n
+                    data = f.read()
+            except OSError:
+                continue
+            cid, _, ifname = data.strip().partition(LINE_BREAK)
+            out[ip] = (cid.strip(), ifname.strip())
+        return out
+
+    def leases(self) -> dict[str, tuple[str, str]]:
+        """``{ip: (container id, ifname)}`` for every lease on disk."""
+        return {str(ip): owner for ip, owner in sorted(self._read_leases().items())}
+
+    def _owned(self, container_id: str, ifname: str | None) -> list[ipaddress.IPv4Address]:
+        # An ifname-less file (written by very old host-local) matches on the id alone.
+        return sorted(ip for ip, (cid, ifn) in self._read_leases().items()
+                      if cid == container_id and (ifname is None or ifn in (ifname, "")))
+
+    def lookup(self, container_id: str, ifname: str) -> Lease | None:
+        owned = self._owned(container_id, ifname)
+        return self._lease(owned[0]) if owned else None
+
+    def _lease(self, ip: ipaddress.IPv4Address) -> Lease:
+        return Lease(ip, self.config.subnet, self.config.gateway)
+
+    # ------------------------------------------------------------ changes
+    def allocate(self, container_id: str, ifname: str) -> tuple[Lease, bool]:
+        """The container's lease, made if needed; returns ``(lease, created)``."""
+        with self._locked():
+            owned = self._owned(container_id, ifname)
+            if owned:
+                return self._lease(owned[0]), False
+            candidates = self._candidates()
+            start = 0
+            last = self._read_last()
+            if last is not None and last in candidates:
+                start = candidates.index(last) + 1
+            for i in range(len(candidates)):
+                ip = candidates[(start + i) % len(candidates)]
+                path = os.path.join(self.dir, str(ip))
+                try:
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                except FileExistsError:
+                    continue
+                except OSError as e:
+                    raise CNIError(ERR_IO, f"cannot write lease {path}", str(e)) from None
+                try:
+                    os.write(fd, f"{container_id}{LINE_BREAK}{ifname}".encode())
+                    os.fsync(fd)
+                except OSError as e:
+                    os.close(fd)
+                    os.unlink(path)
+                    raise CNIError(ERR_IO, f"cannot write lease {path}", str(e)) from None
+                os.close(fd)
+                self._write_last(ip)
+                return self._lease(ip), True
+        c = self.config
+        raise CNIError(ERR_TRY_AGAIN, f"no IP addresses available in range {c.range_start}-{c.range_end}",
+                       f"all {len(candidates)} addresses of {c.subnet} in {self.dir} are leased")
+
+    def release(self, container_id: str, ifname: str | None = None) -> list[str]:
+        """Remove the container's lease(s) (all of its ifnames when ``ifname`` is None); idempotent."""
+        if not os.path.isdir(self.dir):
+            return []
+        released = []
+        with self._locked():
+            for ip in self._owned(container_id, ifname):
+                try:
+                    os.unlink(os.path.join(self.dir, str(ip)))
+                    released.append(str(ip))
+                except FileNotFoundError:
+                    pass
+        return released
+
+    def _read_last(self) -> ipaddress.IPv4Address | None:
+        try:
+            with open(os.path.join(self.dir, LAST_RESERVED)) as f:
+                return ipaddress.IPv4Address(f.read().strip())
+        except (OSError, ValueError):
+            return None
+
+    def _write_last(self, ip: ipaddress.IPv4Address) -> None:
+        path = os.path.join(self.dir, LAST_RESERVED)
+        tmp = f"{path}.tmp"
+        with open(tmp, "w") as f:
+            f.write(str(ip))
+        os.replace(tmp, path)
+
+
+__all__ = ["HostLocalIPAM", "Lease", "RangeConfig", "DEFAULT_DATA_DIR"]

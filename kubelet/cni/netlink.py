@@ -1,0 +1,395 @@
+"""The kernel seam of pocketkube-bridge: a handful of idempotent link operations, real and fake.
+
+The plugin's logic (what to create, in which order, what to undo) lives in
+``plugin``; everything it asks of the kernel goes through the small
+``Netlink`` interface below, so unit tests run that logic without root
+against ``FakeNetlink``, and the real one is tested end to end.
+
+"Node namespace" means the network namespace of the calling thread (the
+kubelet runs in its node's namespace); pod namespaces are given by path
+(``/proc/<pid>/ns/net``, ``/var/run/netns/NAME``). The real implementation
+talks rtnetlink through pyroute2. For a pod namespace it opens the netlink
+socket from a short-lived thread that has ``setns``-ed into it (a socket stays
+bound to the namespace it was created in, and ``setns`` affects only the
+calling thread), rather than pyroute2's ``netns=`` which forks a helper
+process - a poor idea inside the multi-threaded kubelet, and it would create a
+missing namespace unless told not to.
+"""
+from __future__ import annotations
+
+import ctypes
+import errno
+import ipaddress
+import os
+import socket
+import threading
+from dataclasses import dataclass, field
+from typing import Protocol
+
+CLONE_NEWNET = 0x40000000
+
+
+class NetnsNotFound(Exception):
+    """The pod network namespace path does not exist (any more)."""
+
+
+@dataclass
+class LinkInfo:
+    name: str
+    index: int = 0
+    mac: str = ""
+    kind: str = ""
+    master: str | None = None
+    hairpin: bool = False
+    up: bool = False
+    addresses: list[str] = field(default_factory=list)  # "10.244.1.5/24"
+
+
+class Netlink(Protocol):
+    def ensure_bridge(self, name: str, address: str | None, mtu: int | None = None) -> LinkInfo:
+        """Bridge ``name`` exists, is up and has ``address`` (CIDR, if given); tolerates any of it done already."""
+
+    def enable_ip_forward(self) -> None:
+        """net.ipv4.ip_forward=1 in the node namespace."""
+
+    def link(self, name: str) -> LinkInfo | None:
+        """A link of the node namespace, or None."""
+
+    def add_veth(self, host_name: str, netns: str, ifname: str, mtu: int | None = None) -> tuple[LinkInfo, LinkInfo]:
+        """A veth pair: ``host_name`` here, ``ifname`` in ``netns``; raises NetnsNotFound, FileExistsError."""
+
+    def attach(self, host_name: str, bridge: str, hairpin: bool) -> None:
+        """Enslave ``host_name`` to ``bridge``, set hairpin mode, bring it up."""
+
+    def configure_pod(self, netns: str, ifname: str, address: str, routes: list[tuple[str, str | None]]) -> None:
+        """In ``netns``: lo up, ``address`` on ``ifname``, ``ifname`` up, ``routes`` as (dst, gw)."""
+
+    def pod_link(self, netns: str, ifname: str) -> LinkInfo | None:
+        """``ifname`` in ``netns`` with its addresses, None if absent; raises NetnsNotFound."""
+
+    def delete_link(self, name: str) -> bool:
+        """Delete a node-namespace link; False if it was not there."""
+
+
+# ---------------------------------------------------------------- real
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def netns_socket(path: str) -> socket.socket:
+    """An rtnetlink socket created inside the network namespace at ``path``."""
+    out: dict = {}
+
+    def run() -> None:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            out["error"] = NetnsNotFound(path)
+            return
+        except OSError as e:
+            out["error"] = e
+            return
+        try:
+            if _libc.setns(fd, CLONE_NEWNET) != 0:
+                err = ctypes.get_errno()
+                out["error"] = OSError(err, f"setns {path}: {os.strerror(err)}")
+                return
+            # SOCK_DGRAM: pyroute2 hands adopted sockets to asyncio's datagram transport.
+            out["sock"] = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 0)
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
+            out["error"] = e
+        finally:
+            os.close(fd)
+
+    # This thread ends in the pod namespace; nothing else ever runs on it.
+    t = threading.Thread(target=run, name="cni-setns", daemon=True)
+    t.start()
+    t.join()
+    if "error" in out:
+        raise out["error"]
+    return out["sock"]
+
+
+def bridge_mac(address: str) -> str:
+    """``0a:58:`` + the IPv4 address in hex (the convention of Kubernetes network plugins)."""
+    ip = ipaddress.ip_interface(address).ip.packed
+    return "0a:58:" + ":".join(f"{b:02x}" for b in ip)
+
+
+def _is_errno(e: BaseException, *codes: int) -> bool:
+    return getattr(e, "code", None) in codes or getattr(e, "errno", None) in codes
+
+
+class RealNetlink:
+    """``Netlink`` on pyroute2; a fresh socket per call, so one instance is safe from many threads."""
+
+    def _ipr(self, netns: str | None = None):
+        from pyroute2 import IPRoute
+
+        if netns is None:
+            return IPRoute()
+        return IPRoute(fileno=netns_socket(netns).detach())
+
+    @staticmethod
+    def _info(ipr, msg) -> LinkInfo:
+        linkinfo = msg.get_attr("IFLA_LINKINFO")
+        kind, hairpin = "", False
+        if linkinfo is not None:
+            kind = linkinfo.get_attr("IFLA_INFO_KIND") or ""
+            slave = linkinfo.get_attr("IFLA_INFO_SLAVE_DATA")
+            if slave is not None:
+                hairpin = bool(slave.get_attr("IFLA_BRPORT_MODE"))
+        master = None
+        master_idx = msg.get_attr("IFLA_MASTER")
+        if master_idx:
+            m = ipr.get_links(master_idx)
+            master = m[0].get_attr("IFLA_IFNAME") if m else None
+        addrs = [f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}"
+                 for a in ipr.get_addr(family=socket.AF_INET, index=msg["index"])]
+        return LinkInfo(name=msg.get_attr("IFLA_IFNAME"), index=msg["index"], mac=msg.get_attr("IFLA_ADDRESS") or "",
+                        kind=kind, master=master, hairpin=hairpin, up=bool(msg["flags"] & 1), addresses=addrs)
+
+    def _lookup(self, ipr, name: str) -> LinkInfo | None:
+        idx = ipr.link_lookup(ifname=name)
+        if not idx:
+            return None
+        return self._info(ipr, ipr.get_links(idx[0])[0])
+
+    def link(self, name: str) -> LinkInfo | None:
+        with self._ipr() as ipr:
+            return self._lookup(ipr, name)
+
+    def ensure_bridge(self, name: str, address: str | None, mtu: int | None = None) -> LinkInfo:
+        with self._ipr() as ipr:
+            if not ipr.link_lookup(ifname=name):
+                kw: dict = {"mtu": mtu} if mtu else {}
+                if address:
+                    # A fixed MAC: otherwise a bridge takes the lowest MAC of its ports and
+                    # changes it as pods come and go, leaving stale gateway ARP entries in pods.
+                    kw["address"] = bridge_mac(address)
+                try:
+                    ipr.link("add", ifname=name, kind="bridge", **kw)
+                except Exception as e:  # noqa: BLE001 - another ADD made it first
+                    if not _is_errno(e, errno.EEXIST):
+                        raise
+            info = self._lookup(ipr, name)
+            if info is None:
+                raise OSError(errno.ENODEV, f"bridge {name} vanished while being set up")
+            if info.kind != "bridge":
+                raise OSError(errno.EEXIST, f"{name} exists and is a {info.kind or 'non-bridge'} link, not a bridge")
+            iface = ipaddress.ip_interface(address) if address else None
+            if iface is not None and str(iface) not in info.addresses:
+                try:
+                    ipr.addr("add", index=info.index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
+                except Exception as e:  # noqa: BLE001
+                    if not _is_errno(e, errno.EEXIST):
+                        raise
+            if not info.up:
+                ipr.link("set", index=info.index, state="up")
+            return self._lookup(ipr, name)
+
+    def enable_ip_forward(self) -> None:
+        path = "/proc/sys/net/ipv4/ip_forward"
+        with open(path) as f:
+            if f.read().strip() == "1":
+                return
+        with open(path, "w") as f:
+            f.write("1")
+
+    def add_veth(self, host_name: str, netns: str, ifname: str, mtu: int | None = None) -> tuple[LinkInfo, LinkInfo]:
+        try:
+            nsfd = os.open(netns, os.O_RDONLY)
+        except FileNotFoundError:
+            raise NetnsNotFound(netns) from None
+        try:
+            with self._ipr(netns) as pod:
+                if pod.link_lookup(ifname=ifname):
+                    raise FileExistsError(errno.EEXIST, f"{ifname} already exists in {netns}")
+            with self._ipr() as ipr:
+                kw = {"mtu": mtu} if mtu else {}
+                peer = {"ifname": ifname, "net_ns_fd": nsfd, **kw}
+                ipr.link("add", ifname=host_name, kind="veth", peer=peer, **kw)
+                host = self._lookup(ipr, host_name)
+        finally:
+            os.close(nsfd)
+        with self._ipr(netns) as pod:
+            inside = self._lookup(pod, ifname)
+        if host is None or inside is None:
+            raise OSError(errno.ENODEV, f"veth {host_name}/{ifname} vanished after creation")
+        return host, inside
+
+    def attach(self, host_name: str, bridge: str, hairpin: bool) -> None:
+        with self._ipr() as ipr:
+            idx = ipr.link_lookup(ifname=host_name)
+            br = ipr.link_lookup(ifname=bridge)
+            if not idx or not br:
+                raise OSError(errno.ENODEV, f"{host_name if not idx else bridge} not found")
+            ipr.link("set", index=idx[0], master=br[0])
+            ipr.brport("set", index=idx[0], mode=1 if hairpin else 0)
+            ipr.link("set", index=idx[0], state="up")
+
+    def configure_pod(self, netns: str, ifname: str, address: str, routes: list[tuple[str, str | None]]) -> None:
+        iface = ipaddress.ip_interface(address)
+        with self._ipr(netns) as pod:
+            lo = pod.link_lookup(ifname="lo")
+            if lo:
+                pod.link("set", index=lo[0], state="up")
+            idx = pod.link_lookup(ifname=ifname)
+            if not idx:
+                raise OSError(errno.ENODEV, f"{ifname} not found in {netns}")
+            have = {f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}"
+                    for a in pod.get_addr(family=socket.AF_INET, index=idx[0])}
+            if str(iface) not in have:
+                pod.addr("add", index=idx[0], address=str(iface.ip), prefixlen=iface.network.prefixlen)
+            pod.link("set", index=idx[0], state="up")
+            for dst, gw in routes:
+                kw = {"gateway": gw} if gw else {}
+                try:
+                    pod.route("add", dst=dst, oif=idx[0], **kw)
+                except Exception as e:  # noqa: BLE001 - already there
+                    if not _is_errno(e, errno.EEXIST):
+                        raise
+
+    def pod_link(self, netns: str, ifname: str) -> LinkInfo | None:
+        with self._ipr(netns) as pod:
+            return self._lookup(pod, ifname)
+
+    def delete_link(self, name: str) -> bool:
+        with self._ipr() as ipr:
+            idx = ipr.link_lookup(ifname=name)
+            if not idx:
+                return False
+            try:
+                ipr.link("del", index=idx[0])
+            except Exception as e:  # noqa: BLE001 - a concurrent DEL won
+                if _is_errno(e, errno.ENODEV):
+                    return False
+                raise
+            return True
+
+
+# ---------------------------------------------------------------- fake
+class FakeNetlink:
+    """In-memory ``Netlink``: namespaces are dicts of links; records calls; can fail on demand.
+
+    ``netns_paths`` is the set of pod namespace paths that "exist"; ``fail``
+    maps a method name to an exception raised the next time it is called.
+    """
+
+    NODE = ""
+
+    def __init__(self, netns_paths: set[str] | None = None):
+        self.lock = threading.Lock()
+        self.netns_paths = set(netns_paths or ())
+        self.links: dict[str, dict[str, LinkInfo]] = {self.NODE: {}}
+        self.routes: dict[str, list[tuple[str, str | None]]] = {}
+        self.ip_forward = False
+        self.calls: list[tuple] = []
+        self.fail: dict[str, BaseException] = {}
+        self._next = 100
+
+    def add_netns(self, path: str) -> None:
+        with self.lock:
+            self.netns_paths.add(path)
+            self.links.setdefault(path, {"lo": LinkInfo("lo", 1, kind="loopback")})
+
+    def remove_netns(self, path: str) -> None:
+        with self.lock:
+            self.netns_paths.discard(path)
+            gone = self.links.pop(path, {})
+            # Deleting a namespace deletes its veth ends and so their peers.
+            for link in gone.values():
+                peer = getattr(link, "_peer", None)
+                if peer:
+                    self.links[self.NODE].pop(peer, None)
+
+    def _call(self, name: str, *args) -> None:
+        self.calls.append((name, *args))
+        if name in self.fail:
+            raise self.fail.pop(name)
+
+    def _ns(self, netns: str) -> dict[str, LinkInfo]:
+        if netns not in self.netns_paths:
+            raise NetnsNotFound(netns)
+        return self.links.setdefault(netns, {"lo": LinkInfo("lo", 1, kind="loopback")})
+
+    def _mac(self) -> str:
+        self._next += 1
+        return "0a:58:00:00:%02x:%02x" % (self._next >> 8 & 0xFF, self._next & 0xFF)
+
+    def ensure_bridge(self, name: str, address: str | None, mtu: int | None = None) -> LinkInfo:
+        with self.lock:
+            self._call("ensure_bridge", name, address)
+            node = self.links[self.NODE]
+            br = node.get(name)
+            if br is None:
+                br = node[name] = LinkInfo(name, self._next, bridge_mac(address) if address else self._mac(),
+                                           kind="bridge")
+            if br.kind != "bridge":
+                raise OSError(errno.EEXIST, f"{name} exists and is not a bridge")
+            if address and address not in br.addresses:
+                br.addresses.append(address)
+            br.up = True
+            return br
+
+    def enable_ip_forward(self) -> None:
+        with self.lock:
+            self._call("enable_ip_forward")
+            self.ip_forward = True
+
+    def link(self, name: str) -> LinkInfo | None:
+        with self.lock:
+            return self.links[self.NODE].get(name)
+
+    def add_veth(self, host_name: str, netns: str, ifname: str, mtu: int | None = None) -> tuple[LinkInfo, LinkInfo]:
+        with self.lock:
+            self._call("add_veth", host_name, netns, ifname)
+            pod = self._ns(netns)
+            node = self.links[self.NODE]
+            if host_name in node:
+                raise FileExistsError(errno.EEXIST, f"{host_name} exists")
+            if ifname in pod:
+                raise FileExistsError(errno.EEXIST, f"{ifname} already exists in {netns}")
+            host = node[host_name] = LinkInfo(host_name, self._next, self._mac(), kind="veth")
+            inside = pod[ifname] = LinkInfo(ifname, self._next + 1, self._mac(), kind="veth")
+            host._peer = (netns, ifname)  # type: ignore[attr-defined]
+            inside._peer = host_name  # type: ignore[attr-defined]
+            return host, inside
+
+    def attach(self, host_name: str, bridge: str, hairpin: bool) -> None:
+        with self.lock:
+            self._call("attach", host_name, bridge, hairpin)
+            node = self.links[self.NODE]
+            if host_name not in node or bridge not in node:
+                raise OSError(errno.ENODEV, f"{host_name} or {bridge} not found")
+            link = node[host_name]
+            link.master, link.hairpin, link.up = bridge, hairpin, True
+
+    def configure_pod(self, netns: str, ifname: str, address: str, routes: list[tuple[str, str | None]]) -> None:
+        with self.lock:
+            self._call("configure_pod", netns, ifname, address, routes)
+            pod = self._ns(netns)
+            if ifname not in pod:
+                raise OSError(errno.ENODEV, f"{ifname} not found in {netns}")
+            pod["lo"].up = True
+            if address not in pod[ifname].addresses:
+                pod[ifname].addresses.append(address)
+            pod[ifname].up = True
+            self.routes[netns] = list(routes)
+
+    def pod_link(self, netns: str, ifname: str) -> LinkInfo | None:
+        with self.lock:
+            return self._ns(netns).get(ifname)
+
+    def delete_link(self, name: str) -> bool:
+        with self.lock:
+            self._call("delete_link", name)
+            link = self.links[self.NODE].pop(name, None)
+            if link is None:
+                return False
+            peer = getattr(link, "_peer", None)
+            if peer and peer[0] in self.links:
+                self.links[peer[0]].pop(peer[1], None)
+            return True
+
+
+__all__ = ["Netlink", "RealNetlink", "FakeNetlink", "LinkInfo", "NetnsNotFound", "netns_socket", "bridge_mac"]
