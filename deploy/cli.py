@@ -12,6 +12,10 @@ COMPONENTS = {
     "scheduler": ("scheduler.main", "the scheduler (places pods on nodes)"),
     "controller-manager": ("controllers.main", "controllers (endpoints)"),
     "proxy": ("proxy.main", "the service proxy (iptables)"),
+    "kubelet": ("kubelet.main", "the node agent (runs the pods bound to one node)"),
+    "runtime": ("kubelet.runtime.daemon", "the per-node container runtime the kubelet drives"),
+    "image": ("kubelet.runtime.imagecli", "the node's image store: import, list, remove"),
+    "dns": ("addons.dns.main", "cluster DNS (answers service and pod names)"),
 }
 
 

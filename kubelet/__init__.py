@@ -1,1 +1,1 @@
-"""kubelet: not built yet (see the open issues); the package exists so the layout matches DESIGN.md."""
+"""The node agent: runs the pods bound to one node (DESIGN.md "Kubelet runtime")."""

@@ -12,6 +12,10 @@ command -v openssl >/dev/null || need_apt+=(openssl)
 command -v iptables-restore >/dev/null || need_apt+=(iptables)
 command -v conntrack >/dev/null || need_apt+=(conntrack)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+command -v nsenter >/dev/null || need_apt+=(util-linux)
+[ -x /usr/lib/cni/bridge ] || need_apt+=(containernetworking-plugins)   # the reference CNI plugins
+[ -x /bin/busybox ] || need_apt+=(busybox-static)                      # a real image for the image-store test
+command -v dig >/dev/null || need_apt+=(dnsutils)
 if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq "${need_apt[@]}" >/dev/null

@@ -222,6 +222,7 @@ class Node:
     pod_cidr: str = "10.244.1.0/24"
     service_cidr: str = "10.96.0.0/12"
     teardown: Teardown = field(default_factory=Teardown)
+    make_bridge: bool = True          # False: the kubelet's CNI plugin creates cni0 itself
 
     def __post_init__(self) -> None:
         self.ns = f"pk-{self.tag}-node"
@@ -263,11 +264,12 @@ class Node:
         # that the REJECT of a service without endpoints needs.
         for conf in ("all", "default"):
             nsrun(n, "sysctl", "-qw", f"net.ipv4.conf.{conf}.send_redirects=0")
-        nsrun(n, "ip", "link", "add", "cni0", "type", "bridge")
-        nsrun(n, "ip", "addr", "add", f"{self.gateway}/{self._pod_net.prefixlen}", "dev", "cni0")
-        nsrun(n, "ip", "link", "set", "cni0", "up")
         nsrun(n, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-        nsrun(n, "ip", "route", "add", self.service_cidr, "dev", "cni0")
+        if self.make_bridge:
+            nsrun(n, "ip", "link", "add", "cni0", "type", "bridge")
+            nsrun(n, "ip", "addr", "add", f"{self.gateway}/{self._pod_net.prefixlen}", "dev", "cni0")
+            nsrun(n, "ip", "link", "set", "cni0", "up")
+            nsrun(n, "ip", "route", "add", self.service_cidr, "dev", "cni0")
 
     def add_outside(self) -> str:
         """A namespace standing in for a client outside the cluster, linked to the node only."""

@@ -1,0 +1,1 @@
+"""The per-node container runtime (the containerd role): pause and container processes, logs, exit codes."""

@@ -1,0 +1,321 @@
+"""How the runtime makes sandboxes, containers and exec sessions: fork + namespaces + exec.
+
+Every process is forked from the runtime daemon, so the runtime is its parent
+(or, for containers, its child subreaper) and collects its exit status:
+
+* sandbox ("pause"): fork; the child unshares net, ipc and uts (host mode:
+  ipc only; the node's net and hostname are kept), sets the pod's hostname,
+  brings ``lo`` up, and execs ``sleep infinity`` renamed ``pause`` — a tiny
+  C program holding the namespaces, not a Python interpreter.
+* container: fork (A); A moves itself into the pod's cgroup, joins the
+  sandbox's net/ipc/uts namespaces with setns (container mode), unshares a
+  new mount and pid namespace, forks B (pid 1 of the new pid namespace) and
+  exits. B is re-parented to the runtime (PR_SET_CHILD_SUBREAPER), makes its
+  mounts private, mounts its own /proc, bind-mounts the pod's /etc/hosts,
+  /etc/hostname and /etc/resolv.conf over the image's (or the host's), enters
+  the image's root filesystem (an overlay over the imported rootfs, so
+  containers never write into the image), and execs the command.
+* exec: fork (C); C joins every namespace of the container's pid 1 and its
+  root directory, forks D (inside the container's pid namespace) and exits;
+  D gets pipes or a pty and execs.
+
+Failures in a child before exec travel back over a close-on-exec pipe
+(``E<message>``), so a bad command or working directory becomes a container
+status (``StartError``/exit 128), never a silent hang; A reports B's PID on
+the same pipe (``P<pid>``).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import shutil
+import termios
+import struct
+import fcntl
+from dataclasses import dataclass, field
+
+from kubelet.runtime import linux
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+PAUSE = shutil.which("sleep") or "/bin/sleep"
+
+
+class SpawnError(Exception):
+    pass
+
+
+@dataclass
+class SandboxSpec:
+    hostname: str
+    network: str = "pod"          # pod (own netns, plugged by CNI) | host | none
+    cgroup_procs: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ContainerSpec:
+    argv: list[str]
+    env: list[str]
+    sandbox_pid: int
+    cwd: str = ""
+    rootfs: str | None = None     # None: the host filesystem
+    overlay_dir: str | None = None
+    files: list[tuple[str, str]] = field(default_factory=list)   # (host file, path inside)
+    cgroup_procs: list[str] = field(default_factory=list)
+    stdin: bool = False
+
+
+@dataclass
+class ExecSpec:
+    target_pid: int
+    argv: list[str]
+    env: list[str]
+    cwd: str = "/"
+    tty: bool = False
+    stdin: bool = False
+    cgroup_procs: list[str] = field(default_factory=list)
+
+
+def _child_prologue() -> None:
+    """What every forked child does first: no Python signal plumbing, default dispositions."""
+    try:
+        signal.set_wakeup_fd(-1)
+    except (ValueError, OSError):
+        pass
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
+def _fail(errw: int, msg: str, code: int = 127) -> None:
+    try:
+        os.write(errw, b"E" + msg.encode(errors="replace")[:4000])
+    finally:
+        os._exit(code)
+
+
+def _join_cgroup(files: list[str], pid: int) -> None:
+    for f in files:
+        with open(f, "w") as fh:
+            fh.write(str(pid))
+
+
+def _read_report(r: int) -> bytes:
+    chunks = []
+    while True:
+        b = os.read(r, 65536)
+        if not b:
+            break
+        chunks.append(b)
+    os.close(r)
+    return b"".join(chunks)
+
+
+def _collect(r: int, pid: int, fds: list[int | None], what: str) -> int:
+    """Wait for the intermediate child; return the PID it reported, or close ``fds`` and raise its error."""
+    report = _read_report(r)
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass  # reaped by the daemon's SIGCHLD handler
+    cpid, msg = None, None
+    for part in report.split(b"\n"):
+        if part.startswith(b"P"):
+            cpid = int(part[1:])
+        elif part.startswith(b"E"):
+            msg = part[1:].decode(errors="replace")
+    if msg is not None or cpid is None:
+        for fd in fds:
+            if fd is not None:
+                os.close(fd)
+        raise SpawnError(msg or what)
+    return cpid
+
+
+def _devnull_stdio(keep_stdin: int | None = None) -> None:
+    fd = os.open("/dev/null", os.O_RDWR)
+    os.dup2(keep_stdin if keep_stdin is not None else fd, 0)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    if fd > 2:
+        os.close(fd)
+
+
+# ------------------------------------------------------------------ sandbox
+def spawn_sandbox(spec: SandboxSpec) -> int:
+    r, w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        try:
+            os.close(r)
+            _child_prologue()
+            os.setsid()
+            _join_cgroup(spec.cgroup_procs, os.getpid())
+            if spec.network == "host":
+                linux.unshare(linux.CLONE_NEWIPC)
+            else:
+                linux.unshare(linux.CLONE_NEWNET | linux.CLONE_NEWIPC | linux.CLONE_NEWUTS)
+                linux.sethostname(spec.hostname)
+                linux.loopback_up()
+            _devnull_stdio()
+            os.execv(PAUSE, ["pause", "infinity"])
+        except BaseException as e:  # noqa: BLE001
+            _fail(w, f"sandbox: {e}")
+    os.close(w)
+    report = _read_report(r)
+    if report.startswith(b"E"):
+        os.waitpid(pid, 0)
+        raise SpawnError(report[1:].decode(errors="replace"))
+    return pid
+
+
+# ---------------------------------------------------------------- container
+def _prepare_root(spec: ContainerSpec) -> str:
+    """Mounts for the container in its private mount namespace; returns the root to chroot into ("/" for host)."""
+    linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
+    if spec.rootfs is None:
+        linux.mount("proc", "/proc", "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
+        for src, dst in spec.files:
+            linux.mount(src, dst, None, linux.MS_BIND)
+        return "/"
+    root = spec.rootfs
+    if spec.overlay_dir:
+        upper, work, merged = (os.path.join(spec.overlay_dir, d) for d in ("upper", "work", "merged"))
+        for d in (upper, work, merged):
+            os.makedirs(d, exist_ok=True)
+        linux.mount("overlay", merged, "overlay", 0, f"lowerdir={spec.rootfs},upperdir={upper},workdir={work}")
+        root = merged
+    else:
+        linux.mount(root, root, None, linux.MS_BIND | linux.MS_REC)
+    for d in ("proc", "dev", "sys", "etc", "tmp"):
+        os.makedirs(os.path.join(root, d), exist_ok=True)
+    linux.mount("proc", os.path.join(root, "proc"), "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
+    linux.mount("/dev", os.path.join(root, "dev"), None, linux.MS_BIND | linux.MS_REC)
+    linux.mount("/sys", os.path.join(root, "sys"), None, linux.MS_BIND | linux.MS_REC)
+    for src, dst in spec.files:
+        target = os.path.join(root, dst.lstrip("/"))
+        if os.path.islink(target):
+            os.unlink(target)
+        if not os.path.exists(target):
+            open(target, "a").close()
+        linux.mount(src, target, None, linux.MS_BIND)
+    return root
+
+
+def spawn_container(spec: ContainerSpec) -> tuple[int, int, int, int | None]:
+    """Start a container; returns (pid, stdout read end, stderr read end, stdin write end or None)."""
+    r, w = os.pipe2(os.O_CLOEXEC)
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    in_r, in_w = os.pipe2(os.O_CLOEXEC) if spec.stdin else (None, None)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        try:
+            os.close(r)
+            _child_prologue()
+            _join_cgroup(spec.cgroup_procs, os.getpid())
+            p = spec.sandbox_pid
+            linux.setns(f"/proc/{p}/ns/ipc", linux.CLONE_NEWIPC)
+            linux.setns(f"/proc/{p}/ns/uts", linux.CLONE_NEWUTS)
+            linux.setns(f"/proc/{p}/ns/net", linux.CLONE_NEWNET)
+            linux.unshare(linux.CLONE_NEWNS | linux.CLONE_NEWPID)
+            child = os.fork()
+            if child == 0:
+                try:
+                    os.setsid()
+                    root = _prepare_root(spec)
+                    if root != "/":
+                        os.chroot(root)
+                    try:
+                        os.chdir(spec.cwd or "/")
+                    except OSError as e:
+                        _fail(w, f"chdir to {spec.cwd}: {e.strerror}", 128)
+                    os.dup2(in_r if in_r is not None else os.open("/dev/null", os.O_RDONLY), 0)
+                    os.dup2(out_w, 1)
+                    os.dup2(err_w, 2)
+                    env = dict(e.split("=", 1) for e in spec.env if "=" in e)
+                    env.setdefault("PATH", DEFAULT_PATH)
+                    try:
+                        os.execvpe(spec.argv[0], spec.argv, env)
+                    except OSError as e:
+                        _fail(w, f'exec: "{spec.argv[0]}": {e.strerror}', 128)
+                except BaseException as e:  # noqa: BLE001
+                    _fail(w, f"container init: {e}", 128)
+            os.write(w, b"P%d\n" % child)
+            os._exit(0)
+        except BaseException as e:  # noqa: BLE001
+            _fail(w, f"container: {e}", 128)
+    os.close(w)
+    os.close(out_w)
+    os.close(err_w)
+    if in_r is not None:
+        os.close(in_r)
+    cpid = _collect(r, pid, [out_r, err_r, in_w], "container process did not start")
+    return cpid, out_r, err_r, in_w
+
+
+# --------------------------------------------------------------------- exec
+def spawn_exec(spec: ExecSpec) -> tuple[int, list[int]]:
+    """Run a command inside a running container; returns (pid, [stdin w, stdout r, stderr r] or [pty master])."""
+    r, w = os.pipe2(os.O_CLOEXEC)
+    if spec.tty:
+        master, slave = os.openpty()
+        os.set_inheritable(master, False)
+        child_fds, parent_fds = (slave, slave, slave), [master]
+    else:
+        in_r, in_w = os.pipe2(os.O_CLOEXEC)
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        child_fds, parent_fds = (in_r, out_w, err_w), [in_w, out_r, err_r]
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        try:
+            os.close(r)
+            _child_prologue()
+            _join_cgroup(spec.cgroup_procs, os.getpid())
+            t = spec.target_pid
+            root_fd = os.open(f"/proc/{t}/root", os.O_RDONLY | os.O_DIRECTORY)
+            for ns, flag in (("ipc", linux.CLONE_NEWIPC), ("uts", linux.CLONE_NEWUTS), ("net", linux.CLONE_NEWNET),
+                             ("pid", linux.CLONE_NEWPID), ("mnt", linux.CLONE_NEWNS)):
+                linux.setns(f"/proc/{t}/ns/{ns}", flag)
+            os.fchdir(root_fd)
+            os.chroot(".")
+            child = os.fork()
+            if child == 0:
+                try:
+                    os.setsid()
+                    try:
+                        os.chdir(spec.cwd or "/")
+                    except OSError:
+                        os.chdir("/")
+                    for i, fd in enumerate(child_fds):
+                        os.dup2(fd, i)
+                    if spec.tty:
+                        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+                    if not spec.stdin and not spec.tty:
+                        os.dup2(os.open("/dev/null", os.O_RDONLY), 0)
+                    env = dict(e.split("=", 1) for e in spec.env if "=" in e)
+                    env.setdefault("PATH", DEFAULT_PATH)
+                    if spec.tty:
+                        env.setdefault("TERM", "xterm")
+                    try:
+                        os.execvpe(spec.argv[0], spec.argv, env)
+                    except OSError as e:
+                        _fail(w, f'exec: "{spec.argv[0]}": {e.strerror}', 126 if e.errno == 13 else 127)
+                except BaseException as e:  # noqa: BLE001
+                    _fail(w, f"exec init: {e}", 126)
+            os.write(w, b"P%d\n" % child)
+            os._exit(0)
+        except BaseException as e:  # noqa: BLE001
+            _fail(w, f"exec: {e}", 126)
+    os.close(w)
+    for fd in set(child_fds):
+        os.close(fd)
+    cpid = _collect(r, pid, parent_fds, "exec process did not start")
+    return cpid, parent_fds
+
+
+def set_winsize(fd: int, rows: int, cols: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))

@@ -1,0 +1,351 @@
+"""The kubelet's own HTTP API: container logs, exec and healthz, for the API server's relay.
+
+DESIGN.md's kubelet endpoint: ``/containerLogs/{ns}/{pod}/{container}``
+(plain text, ``follow``/``tailLines``/``previous``/``timestamps``/
+``sinceSeconds``/``limitBytes``), ``/exec/{ns}/{pod}/{container}``
+(WebSocket, ``v5.channel.k8s.io`` or ``v4.channel.k8s.io``: one byte of
+channel then data; 0 stdin, 1 stdout, 2 stderr, 3 the final Status, 4
+resize, 255 close-stdin), and ``/healthz``. Everything but ``/healthz``
+needs ``Authorization: Bearer`` with one of the accepted tokens (the API
+server's); errors are Kubernetes Status bodies the relay passes through.
+
+Logs are read from the CRI files the runtime writes (``kubelet.runtime.logs``);
+an exec session gets its pipes or pty from the runtime with the answer to one
+call and is pumped here with the event loop watching those descriptors.
+"""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import os
+import threading
+from datetime import datetime, timedelta, timezone
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from kubelet.runtime import logs as crilogs
+from kubelet.runtime.client import RuntimeCallError
+from kubelet.runtime.spawn import set_winsize
+
+log = logging.getLogger("kubelet.server")
+
+PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io")
+
+
+def status(code: int, reason: str, message: str) -> dict:
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message,
+            "reason": reason, "code": code}
+
+
+class HTTPError(Exception):
+    def __init__(self, code: int, reason: str, message: str):
+        super().__init__(message)
+        self.code, self.reason, self.message = code, reason, message
+
+    def response(self) -> Response:
+        return JSONResponse(status(self.code, self.reason, self.message), status_code=self.code)
+
+
+class KubeletServer:
+    def __init__(self, *, pods_store, syncer, runtime, tokens: set[str], host: str, port: int):
+        self.pods = pods_store
+        self.syncer = syncer
+        self.runtime = runtime
+        self.tokens = {t for t in tokens if t}
+        self.host = host
+        self.port = port
+        self.app = Starlette(routes=[
+            Route("/healthz", self.healthz),
+            Route("/containerLogs/{ns}/{pod}/{container}", self.container_logs),
+            WebSocketRoute("/exec/{ns}/{pod}/{container}", self.exec_ws),
+        ])
+        self._server: uvicorn.Server | None = None
+
+    # ------------------------------------------------------------------ basics
+    def _authorized(self, headers) -> bool:
+        auth = headers.get("authorization") or ""
+        if not auth.startswith("Bearer ") or not self.tokens:
+            return False
+        given = auth[7:].strip()
+        return any(hmac.compare_digest(given, t) for t in self.tokens)
+
+    async def healthz(self, request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    def _find(self, ns: str, pod_name: str, container: str) -> tuple[dict, list[dict]]:
+        """The pod and this container's runtime records (oldest attempt first)."""
+        pod = self.pods.get_by_key(f"{ns}/{pod_name}")
+        if pod is None:
+            raise HTTPError(404, "NotFound", f'pods "{pod_name}" not found')
+        spec = pod.get("spec") or {}
+        names = [c["name"] for c in (spec.get("initContainers") or []) + (spec.get("containers") or [])]
+        if container not in names:
+            raise HTTPError(400, "BadRequest", f"container {container} is not valid for pod {pod_name}")
+        uid = pod["metadata"]["uid"]
+        sbs = [s for s in self.runtime.call("list_sandboxes")["items"] if s["pod"].get("uid") == uid]
+        recs = []
+        for sb in sbs:
+            recs += [c for c in self.runtime.call("list_containers", sandbox_id=sb["id"])["items"]
+                     if c["name"] == container]
+        recs.sort(key=lambda c: (c["attempt"], c["created_at"]))
+        return pod, recs
+
+    def _waiting_reason(self, pod: dict, container: str) -> str:
+        w = self.syncer._waiting.get(pod["metadata"]["uid"], {}).get(container) if self.syncer else None
+        return w[0] if w else "ContainerCreating"
+
+    # -------------------------------------------------------------------- logs
+    async def container_logs(self, request: Request) -> Response:
+        if not self._authorized(request.headers):
+            return HTTPError(401, "Unauthorized", "Unauthorized: the kubelet accepts only the API server's "
+                                                  "token").response()
+        p = request.path_params
+        q = request.query_params
+        try:
+            tail = _nonneg(q, "tailLines")
+            limit = _nonneg(q, "limitBytes")
+            since_s = _nonneg(q, "sinceSeconds")
+            since = datetime.now(timezone.utc) - timedelta(seconds=since_s) if since_s is not None else None
+            if q.get("sinceTime"):
+                since = datetime.fromisoformat(q["sinceTime"].replace("Z", "+00:00"))
+            follow = q.get("follow") in ("true", "1")
+            previous = q.get("previous") in ("true", "1")
+            timestamps = q.get("timestamps") in ("true", "1")
+            pod, recs = await asyncio.to_thread(self._find, p["ns"], p["pod"], p["container"])
+        except HTTPError as e:
+            return e.response()
+        except ValueError as e:
+            return HTTPError(400, "BadRequest", str(e)).response()
+        except RuntimeCallError as e:
+            return HTTPError(503, "ServiceUnavailable", f"container runtime: {e}").response()
+        if previous:
+            # the instance lastState describes: the exited one waiting for its restart, else the one before
+            if recs and recs[-1]["state"] == "exited" and self._waiting_reason(pod, p["container"]) == \
+                    "CrashLoopBackOff":
+                rec = recs[-1]
+            elif len(recs) >= 2:
+                rec = recs[-2]
+            else:
+                return HTTPError(400, "BadRequest", f'previous terminated container "{p["container"]}" in pod '
+                                                    f'"{p["pod"]}" not found').response()
+            follow = False
+        else:
+            if not recs:
+                return HTTPError(400, "BadRequest", f'container "{p["container"]}" in pod "{p["pod"]}" is waiting '
+                                                    f'to start: {self._waiting_reason(pod, p["container"])}'
+                                 ).response()
+            rec = recs[-1]
+        path = rec["log_path"]
+        body = await asyncio.to_thread(crilogs.read_logs, path, tail=tail, timestamps=timestamps, since=since,
+                                       limit_bytes=limit)
+        if not follow or rec["state"] != "running":
+            return Response(body, media_type="text/plain")
+        offset = sum(os.path.getsize(f) for f in [path] if os.path.exists(f))
+        cid = rec["id"]
+
+        def running() -> bool:
+            try:
+                items = self.runtime.call("list_containers", sandbox_id=rec["sandbox_id"])["items"]
+            except RuntimeCallError:
+                return False
+            return any(c["id"] == cid and c["state"] == "running" for c in items)
+
+        stop = threading.Event()
+        sent = [len(body)]
+
+        def gen():
+            try:
+                if body:
+                    yield body
+                for chunk in crilogs.follow(path, offset, timestamps=timestamps, still_running=running,
+                                            stop=stop.is_set):
+                    if limit is not None:
+                        if sent[0] >= limit:
+                            return
+                        chunk = chunk[:limit - sent[0]]
+                    sent[0] += len(chunk)
+                    yield chunk
+            finally:
+                stop.set()
+
+        return StreamingResponse(_threaded(gen(), stop), media_type="text/plain")
+
+    # -------------------------------------------------------------------- exec
+    async def exec_ws(self, ws: WebSocket) -> None:
+        if not self._authorized(ws.headers):
+            await ws.close(code=1008)
+            return
+        offered = [x.strip() for x in (ws.headers.get("sec-websocket-protocol") or "").split(",") if x.strip()]
+        proto = next((x for x in PROTOCOLS if x in offered), None)
+        await ws.accept(subprotocol=proto)
+        p = ws.path_params
+        q = ws.query_params
+        command = q.getlist("command")
+        tty = q.get("tty") in ("true", "1")
+        want_stdin = q.get("stdin") in ("true", "1")
+        loop = asyncio.get_running_loop()
+
+        async def finish(st: dict) -> None:
+            try:
+                await ws.send_bytes(b"\x03" + json.dumps(st).encode())
+                await ws.close(code=1000)
+            except (WebSocketDisconnect, RuntimeError):
+                pass
+
+        try:
+            if not command:
+                raise HTTPError(400, "BadRequest", "you must specify at least 1 command")
+            pod, recs = await asyncio.to_thread(self._find, p["ns"], p["pod"], p["container"])
+            if not recs or recs[-1]["state"] != "running":
+                raise HTTPError(400, "BadRequest", f'container {p["container"]} is not running in pod {p["pod"]}')
+            info, fds = await asyncio.to_thread(self.runtime.exec, recs[-1]["id"], command, tty, want_stdin)
+        except HTTPError as e:
+            await finish(status(e.code, e.reason, e.message))
+            return
+        except RuntimeCallError as e:
+            await finish(status(500, "InternalError", f"exec failed: {e}"))
+            return
+
+        if tty:
+            master = fds[0]
+            stdin_fd, outs = master, {master: 1}
+        else:
+            stdin_fd, outs = fds[0], {fds[1]: 1, fds[2]: 2}
+            if not want_stdin:
+                os.close(stdin_fd)
+                stdin_fd = None
+        queue: asyncio.Queue = asyncio.Queue()
+        open_outs = set(outs)
+
+        def readable(fd: int) -> None:
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""            # EIO on a pty once the process is gone
+            if data:
+                queue.put_nowait((outs[fd], data))
+                return
+            loop.remove_reader(fd)
+            os.close(fd)
+            open_outs.discard(fd)
+            if not open_outs:
+                queue.put_nowait(None)
+
+        for fd in outs:
+            os.set_blocking(fd, False)
+            loop.add_reader(fd, readable, fd)
+
+        async def from_client() -> None:
+            nonlocal stdin_fd
+            try:
+                while True:
+                    msg = await ws.receive()
+                    if msg["type"] == "websocket.disconnect":
+                        return
+                    data = msg.get("bytes")
+                    if data is None and msg.get("text") is not None:
+                        data = msg["text"].encode()
+                    if not data:
+                        continue
+                    ch, payload = data[0], data[1:]
+                    if ch == 0 and stdin_fd is not None and payload:
+                        await asyncio.to_thread(_write_all, stdin_fd, payload)
+                    elif ch == 4 and tty:
+                        try:
+                            size = json.loads(payload)
+                            set_winsize(master, int(size.get("Height", 24)), int(size.get("Width", 80)))
+                        except (ValueError, OSError, TypeError):
+                            pass
+                    elif ch == 255 and payload[:1] == b"\x00" and stdin_fd is not None and not tty:
+                        os.close(stdin_fd)
+                        stdin_fd = None
+            except (WebSocketDisconnect, RuntimeError):
+                return
+
+        reader = asyncio.create_task(from_client())
+        try:
+            while True:
+                item = await queue.get()
+                if item is None:
+                    break
+                ch, data = item
+                await ws.send_bytes(bytes([ch]) + data)
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+        finally:
+            for fd in list(open_outs):
+                loop.remove_reader(fd)
+                os.close(fd)
+        try:
+            res = await asyncio.to_thread(self.runtime.call, "exec_wait", exec_id=info["exec_id"], timeout=30)
+        except RuntimeCallError as e:
+            res = {"exit_code": None}
+            log.warning("exec wait: %s", e)
+        reader.cancel()
+        if stdin_fd is not None and not tty:
+            os.close(stdin_fd)
+        code = res.get("exit_code")
+        if code == 0:
+            await finish({"metadata": {}, "status": "Success"})
+        else:
+            await finish({"metadata": {}, "status": "Failure", "reason": "NonZeroExitCode",
+                          "message": f"command terminated with non-zero exit code: error executing command "
+                                     f"{command}: exit status {code}",
+                          "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]}})
+
+    # --------------------------------------------------------------- serving
+    def start(self) -> None:
+        config = uvicorn.Config(self.app, host=self.host, port=self.port, log_level="warning", lifespan="off",
+                                ws="websockets-sansio")
+        self._server = uvicorn.Server(config)
+        t = threading.Thread(target=self._server.run, name="kubelet-server", daemon=True)
+        t.start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    try:
+        while data:
+            n = os.write(fd, data)
+            data = data[n:]
+    except OSError:
+        pass
+
+
+def _nonneg(q, name: str) -> int | None:
+    v = q.get(name)
+    if v is None or v == "":
+        return None
+    try:
+        n = int(v)
+    except ValueError:
+        raise ValueError(f"{name}: invalid value {v!r}: must be a non-negative integer") from None
+    if n < 0:
+        raise ValueError(f"{name}: invalid value {v!r}: must be a non-negative integer")
+    return n
+
+
+async def _threaded(gen, stop: threading.Event):
+    """Iterate a blocking generator in a thread, one item at a time (follow can wait a long time)."""
+    it = iter(gen)
+    sentinel = object()
+    try:
+        while True:
+            item = await asyncio.to_thread(next, it, sentinel)
+            if item is sentinel:
+                return
+            yield item
+    finally:
+        stop.set()

@@ -1,0 +1,342 @@
+"""e2e: a real kubelet + runtime in a node namespace runs real pods (issue 4).
+
+Every test talks to the API server only (create pods, read status) and checks
+the node from outside (namespaces, processes, files, packets). The cluster
+(API server, scheduler, controller-manager, proxy, kubelet) is shared by the
+module; each test makes pods with names of its own and deletes them.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import sys
+import re
+import socket
+import subprocess
+import time
+
+import pytest
+
+from api import resources as R
+from tests.conftest import need
+from tests.e2e.kubelet_cluster import fixture
+from tests.e2e.netns import have_root_tools, wait_until
+
+pytestmark = pytest.mark.slow
+
+HOST = "pocketkube/host"
+
+
+@pytest.fixture(scope="module")
+def kc(tmp_path_factory):
+    ok, why = have_root_tools("iptables-restore", "iptables-save", "nsenter")
+    need(ok, why)
+    yield from fixture(str(tmp_path_factory.mktemp("kubelet")))
+
+
+def sh(script: str, name: str = "main", **extra) -> dict:
+    return {"name": name, "image": HOST, "args": ["sh", "-c", script], **extra}
+
+
+def cstatus(pod: dict, name: str) -> dict:
+    return next(c for c in pod["status"].get("containerStatuses") or [] if c["name"] == name)
+
+
+def logs(kc, name: str, container: str | None = None, **params) -> str:
+    q = {"container": container} if container else {}
+    q.update({k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in params.items()})
+    return kc.client.request("GET", f"/api/v1/namespaces/default/pods/{name}/log", params=q, raw=True).decode()
+
+
+# ---------------------------------------------------------------- networking
+def test_pod_to_pod_two_containers_localhost_files_and_env(kc):
+    kc.pod("srv", [{"name": "web", "image": HOST, "args": ["python3", "-m", "http.server", "8080"],
+                    "readinessProbe": {"httpGet": {"port": 8080}, "periodSeconds": 1}}],
+           metadata={"labels": {"app": "srv"}})
+    srv = kc.wait_running("srv")
+    ip = srv["status"]["podIP"]
+    assert ip.startswith("10.244.1.")
+    kc.pod("duo", [
+        sh("python3 -m http.server 9090", name="a"),
+        sh(f"sleep 1; python3 -c \"import urllib.request as u; print('peer', u.urlopen('http://{ip}:8080/').status); "
+           f"print('local', u.urlopen('http://localhost:9090/').status)\"; hostname; cat /etc/hosts /etc/resolv.conf;"
+           f" echo POD=$MY_POD NS=$MY_NS IP=$MY_IP NODE=$MY_NODE X=$X; sleep 600", name="b",
+           env=[{"name": "MY_POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "MY_NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+                {"name": "MY_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                {"name": "MY_NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+                {"name": "X", "value": "$(MY_POD)-x"}])])
+    duo = kc.wait_running("duo")
+    wait_until(lambda: "POD=" in logs(kc, "duo", "b"), timeout=20, what="duo logs")
+    out = logs(kc, "duo", "b")
+    assert "peer 200" in out and "local 200" in out
+    assert "\nduo\n" in out                                   # the pod's hostname
+    assert f"{duo['status']['podIP']}\tduo" in out            # /etc/hosts
+    assert "nameserver 10.96.0.10" in out and "search default.svc.cluster.local svc.cluster.local cluster.local" in out
+    assert "options ndots:5" in out
+    assert f"POD=duo NS=default IP={duo['status']['podIP']} NODE=node-1 X=duo-x" in out
+    # the two containers share one network namespace and have their own pid namespaces
+    a = kc.exec_in_pod(duo, "ip", "-o", "addr", "show", "eth0")
+    assert duo["status"]["podIP"] in a.stdout.decode()
+    for n in ("srv", "duo"):
+        kc.delete_pod(n)
+
+
+def test_service_env_and_cluster_ip_with_hairpin(kc):
+    kc.client.create(R.SERVICES, {"metadata": {"name": "hp", "namespace": "default"},
+                                  "spec": {"selector": {"app": "hp"}, "ports": [{"port": 80, "targetPort": 8080}]}})
+    svc = kc.client.get(R.SERVICES, "hp", "default")
+    vip = svc["spec"]["clusterIP"]
+    kc.pod("hp", [sh("python3 -m http.server 8080 & sleep 2; "
+                     "for i in 1 2 3 4 5 6 7 8 9 10; do python3 -c \"import urllib.request as u,os;"
+                     "print('self-via-vip', u.urlopen('http://%s:%s/' % (os.environ['HP_SERVICE_HOST'], "
+                     "os.environ['HP_SERVICE_PORT']), timeout=2).status)\" && break; sleep 1; done; sleep 600",
+                     readinessProbe={"tcpSocket": {"port": 8080}, "periodSeconds": 1})],
+           metadata={"labels": {"app": "hp"}})
+    kc.wait_running("hp")
+    wait_until(lambda: "self-via-vip 200" in logs(kc, "hp"), timeout=30, what="pod reaches itself via its service")
+    out = logs(kc, "hp")
+    assert "self-via-vip 200" in out
+    kc.delete_pod("hp")
+    kc.client.delete(R.SERVICES, "hp", "default")
+    assert vip
+
+
+def test_host_network_and_none_network(kc):
+    kc.pod("hostnet", [sh("ip -o -4 addr; hostname; sleep 600")], hostNetwork=True)
+    kc.pod("nonet", [sh("ip -o link; sleep 600")], metadata={"annotations": {"pocketkube.io/network": "none"}})
+    h = kc.wait_running("hostnet")
+    n = kc.wait_running("nonet")
+    assert h["status"]["podIP"] == kc.node.node_ip
+    wait_until(lambda: kc.node.node_ip in logs(kc, "hostnet"), timeout=10, what="hostnet logs")
+    # host mode shares the node's UTS namespace too: the kubelet's (here the machine's) hostname
+    assert socket.gethostname() in logs(kc, "hostnet").split()
+    wait_until(lambda: "lo:" in logs(kc, "nonet"), timeout=10, what="nonet logs")
+    links = logs(kc, "nonet")
+    assert "lo:" in links and "UP" in links and "eth0" not in links
+    assert not n["status"].get("podIP")
+    kc.delete_pod("hostnet")
+    kc.delete_pod("nonet")
+
+
+# ------------------------------------------------------------------ lifecycle
+def test_restart_policies(kc):
+    kc.pod("never-ok", [sh("exit 0")], restartPolicy="Never")
+    kc.pod("never-fail", [sh("echo bye; exit 3")], restartPolicy="Never")
+    kc.pod("onfail", [sh("f=/tmp/pk-onfail-$MY_UID; if [ -e $f ]; then rm $f; exit 0; fi; touch $f; exit 1",
+                         env=[{"name": "MY_UID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}}])],
+           restartPolicy="OnFailure")
+    ok = kc.wait_pod("never-ok", lambda p: p["status"].get("phase") == "Succeeded", 30, "Succeeded")
+    assert cstatus(ok, "main")["state"]["terminated"]["reason"] == "Completed"
+    bad = kc.wait_pod("never-fail", lambda p: p["status"].get("phase") == "Failed", 30, "Failed")
+    term = cstatus(bad, "main")["state"]["terminated"]
+    assert term["exitCode"] == 3 and term["reason"] == "Error"
+    assert logs(kc, "never-fail") == "bye\n"                # logs survive the end of the pod
+    of = kc.wait_pod("onfail", lambda p: p["status"].get("phase") == "Succeeded", 40, "OnFailure -> Succeeded")
+    st = cstatus(of, "main")
+    assert st["restartCount"] == 1 and st["lastState"]["terminated"]["exitCode"] == 1
+    for n in ("never-ok", "never-fail", "onfail"):
+        kc.delete_pod(n)
+
+
+def test_crashloop_backoff_delays(kc, tmp_path):
+    stamp = str(tmp_path / "starts")
+    kc.pod("crash", [sh(f"date +%s.%N >> {stamp}; echo crashing; exit 2")])
+    wait_until(lambda: os.path.exists(stamp) and len(open(stamp).read().split()) >= 4, timeout=120, interval=0.5,
+               what="four starts")
+    starts = [float(x) for x in open(stamp).read().split()]
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    # back-off 10 s, 20 s, 40 s (+ the time to notice the exit, at most ~1.5 s)
+    for got, want in zip(gaps[:3], (10, 20, 40)):
+        assert want - 0.5 <= got <= want + 2.5, gaps
+    pod = kc.get_pod("crash")
+    st = cstatus(pod, "main")
+    assert st["restartCount"] >= 3
+    assert st["lastState"]["terminated"]["exitCode"] == 2
+    if "waiting" in st["state"]:
+        assert st["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+    assert "crashing" in logs(kc, "crash", previous=True)
+    kc.delete_pod("crash")
+
+
+def test_init_containers_run_in_order(kc, tmp_path):
+    f = str(tmp_path / "order")
+    kc.pod("init", [sh(f"echo main >> {f}; sleep 600")],
+           initContainers=[sh(f"echo one >> {f}", name="one"), sh(f"sleep 0.5; echo two >> {f}", name="two")])
+    p = kc.wait_running("init")
+    assert open(f).read().split() == ["one", "two", "main"]
+    assert all(s["state"]["terminated"]["exitCode"] == 0 for s in p["status"]["initContainerStatuses"])
+    kc.delete_pod("init")
+
+
+def test_probes(kc, tmp_path):
+    flag = str(tmp_path / "ready")
+    kc.pod("probed", [
+        sh("python3 -m http.server 8080", name="web",
+           readinessProbe={"exec": {"command": ["test", "-e", flag]}, "periodSeconds": 1, "failureThreshold": 1},
+           startupProbe={"tcpSocket": {"port": 8080}, "periodSeconds": 1, "failureThreshold": 30},
+           livenessProbe={"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1})])
+    kc.wait_running("probed", ready=False)
+    time.sleep(2)
+    p = kc.get_pod("probed")
+    assert not cstatus(p, "web")["ready"]                  # readiness: the flag file is missing
+    open(flag, "w").close()
+    kc.wait_running("probed", ready=True, timeout=15)
+    os.unlink(flag)
+    kc.wait_pod("probed", lambda p: not cstatus(p, "web")["ready"], 15, "readiness drops")
+    # liveness: an exec probe that fails makes the kubelet restart the container
+    kc.pod("live", [sh("sleep 600", livenessProbe={"exec": {"command": ["false"]}, "periodSeconds": 1,
+                                                    "failureThreshold": 2})])
+    p = kc.wait_pod("live", lambda p: p["status"].get("containerStatuses") and
+                    cstatus(p, "main")["restartCount"] >= 1, 30, "liveness restart")
+    assert cstatus(p, "main")["lastState"]["terminated"]["exitCode"] == 137
+    ev = kc.client.list(R.EVENTS, "default", field_selector="involvedObject.name=live")["items"]
+    assert any(e["reason"] == "Unhealthy" for e in ev) and any(e["reason"] == "Killing" for e in ev)
+    kc.delete_pod("probed")
+    kc.delete_pod("live")
+
+
+def test_graceful_termination(kc, tmp_path):
+    out = str(tmp_path / "term")
+    kc.pod("graceful", [sh(f"trap 'echo got-TERM >> {out}; exit 0' TERM; echo started >> {out}; "
+                           f"while true; do sleep 0.1; done",
+                           lifecycle={"preStop": {"exec": {"command": ["sh", "-c", f"echo prestop >> {out}"]}}})],
+           terminationGracePeriodSeconds=20)
+    kc.pod("stubborn", [sh("sleep 600")], terminationGracePeriodSeconds=3)
+    kc.wait_running("graceful")
+    kc.wait_running("stubborn")
+    t = time.monotonic()
+    kc.delete_pod("graceful")
+    took = time.monotonic() - t
+    assert open(out).read().split() == ["started", "prestop", "got-TERM"]
+    assert took < 10                                        # it exited on SIGTERM, long before the grace period
+    t = time.monotonic()
+    kc.delete_pod("stubborn")                               # sh as pid 1 ignores SIGTERM: SIGKILL after 3 s
+    took = time.monotonic() - t
+    assert 2.5 <= took <= 12
+
+
+def test_bad_image_and_config_error(kc):
+    kc.pod("badimg", [{"name": "main", "image": "nosuch/image:1.0", "args": ["true"]}])
+    p = kc.wait_pod("badimg", lambda p: (p["status"].get("containerStatuses") or [{}])[0].get("state", {})
+                    .get("waiting", {}).get("reason") == "ErrImagePull", 20, "ErrImagePull")
+    w = cstatus(p, "main")["state"]["waiting"]
+    assert "nosuch/image:1.0" in w["message"]
+    assert p["status"]["phase"] == "Pending"
+    kc.delete_pod("badimg")
+
+
+def test_memory_limit_oomkills_and_cpu_quota(kc):
+    kc.pod("hog", [sh("python3 -c \"x = bytearray(200 * 1024 * 1024); import time; time.sleep(60)\"",
+                      resources={"limits": {"memory": "64Mi", "cpu": "250m"}})], restartPolicy="Never")
+    p = kc.wait_pod("hog", lambda p: p["status"].get("phase") == "Failed", 30, "OOM kill")
+    term = cstatus(p, "main")["state"]["terminated"]
+    assert term["reason"] == "OOMKilled" and term["exitCode"] == 137
+    kc.pod("cpu", [sh("sleep 600", resources={"limits": {"cpu": "250m", "memory": "32Mi"}})])
+    p = kc.wait_running("cpu")
+    cid = cstatus(p, "main")["containerID"].split("//")[1]
+    base = f"/sys/fs/cgroup/cpu/{kc.cgroup_root}/pod{p['metadata']['uid']}/{cid}"
+    assert open(base + "/cpu.cfs_quota_us").read().strip() == "25000"
+    mem = f"/sys/fs/cgroup/memory/{kc.cgroup_root}/pod{p['metadata']['uid']}/{cid}/memory.limit_in_bytes"
+    assert open(mem).read().strip() == str(32 * 1024 * 1024)
+    assert p["status"]["qosClass"] == "Guaranteed"
+    for n in ("hog", "cpu"):
+        kc.delete_pod(n)
+
+
+# -------------------------------------------------------- restarts and outages
+def _runtime_containers(kc) -> dict:
+    from kubelet.runtime.client import RuntimeClient
+    rc = RuntimeClient(os.path.join(kc.root, "runtime", "runtime.sock"))
+    return {c["id"]: c for c in rc.call("list_containers")["items"]}
+
+
+def test_kubelet_restart_adopts_running_pods(kc):
+    kc.pod("adopt", [sh("echo $$; sleep 600")])
+    p = kc.wait_running("adopt")
+    before = cstatus(p, "main")["containerID"]
+    kc.kubelet.stop()
+    time.sleep(1)
+    kc.start_kubelet()
+    time.sleep(2)
+    p = kc.wait_running("adopt")
+    st = cstatus(p, "main")
+    assert st["containerID"] == before and st["restartCount"] == 0
+    running = [c for c in _runtime_containers(kc).values() if c["name"] == "main" and c["state"] == "running"
+               and c["labels"].get("pod-uid") == p["metadata"]["uid"]]
+    assert len(running) == 1
+    kc.delete_pod("adopt")
+
+
+def test_apiserver_down_pods_keep_running_and_status_catches_up(kc):
+    kc.pod("outage", [sh("sleep 600", name="long"), sh("sleep 3; exit 4", name="short")], restartPolicy="Never")
+    p = kc.wait_running("outage", ready=False)
+    ip = p["status"]["podIP"]
+    kc.apiserver.stop()
+    try:
+        time.sleep(30)
+        # still running on the node: the long container, and the pod's address answers on its network
+        running = [c for c in _runtime_containers(kc).values() if c["labels"].get("pod-uid") == p["metadata"]["uid"]
+                   and c["state"] == "running"]
+        assert [c["name"] for c in running] == ["long"]
+        r = subprocess.run(["nsenter", f"--net=/run/netns/{kc.node.ns}", sys.executable, "-c",
+                            "import socket,sys; s=socket.socket(); s.settimeout(2); print(s.connect_ex((sys.argv[1], 9)))",
+                            ip], capture_output=True, timeout=10, text=True)
+        assert r.stdout.strip() == str(errno.ECONNREFUSED), r    # a RST from the pod: it is alive on the bridge
+    finally:
+        kc.apiserver.start()
+        wait_until(lambda: _ready(kc), timeout=30, what="API server back")
+    p = kc.wait_pod("outage", lambda p: cstatus(p, "short").get("state", {}).get("terminated", {}).get("exitCode") == 4,
+                    30, "status catches up")
+    assert "running" in cstatus(p, "long")["state"]
+    kc.delete_pod("outage")
+
+
+def _ready(kc) -> bool:
+    import httpx
+    try:
+        return httpx.get(kc.url + "/readyz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+# --------------------------------------------------------------- leftovers
+def test_create_delete_cycles_leave_nothing_behind(kc):
+    for i in range(200):
+        kc.pod(f"cyc-{i}", [sh("sleep 600")], terminationGracePeriodSeconds=0)
+        if i % 10 == 9:
+            for j in range(i - 9, i + 1):
+                kc.wait_running(f"cyc-{j}", ready=False, timeout=60)
+            for j in range(i - 9, i + 1):
+                kc.client.delete(R.PODS, f"cyc-{j}", "default")
+    wait_until(lambda: not [p for p in kc.client.list(R.PODS, "default")["items"]
+                            if p["metadata"]["name"].startswith("cyc-")], timeout=120, what="all cycles deleted")
+    time.sleep(1)
+    leftovers = [c for c in _runtime_containers(kc).values()]
+    assert not [c for c in leftovers if c["labels"].get("container") == "main" and c["state"] == "running"]
+    from tests.e2e.netns import nsrun
+    links = nsrun(kc.node.ns, "ip", "-o", "link").stdout.decode()
+    assert len(re.findall(r"veth[0-9a-f]{8}", links)) == len(_live_pod_sandboxes(kc))
+    ipam = os.path.join(kc.root, "cni", "ipam")
+    leases = [f for _d, _s, files in os.walk(ipam) for f in files if re.match(r"^\d+\.\d+\.\d+\.\d+$", f)]
+    assert len(leases) == len(_live_pod_sandboxes(kc))
+    pod_cgroups = [d for d in os.listdir(f"/sys/fs/cgroup/memory/{kc.cgroup_root}") if d.startswith("pod")]
+    assert len(pod_cgroups) == len(_live_pod_sandboxes(kc, any_network=True))
+    ps = subprocess.run(["pgrep", "-f", "pause infinity"], capture_output=True, text=True).stdout.split()
+    mine = [pid for pid in ps if _in_cgroup(pid, kc.cgroup_root)]
+    assert len(mine) == len(_live_pod_sandboxes(kc, any_network=True))
+
+
+def _live_pod_sandboxes(kc, any_network: bool = False) -> list:
+    from kubelet.runtime.client import RuntimeClient
+    rc = RuntimeClient(os.path.join(kc.root, "runtime", "runtime.sock"))
+    return [s for s in rc.call("list_sandboxes")["items"] if s["state"] == "ready" and
+            (any_network or s["network"] == "pod")]
+
+
+def _in_cgroup(pid: str, root: str) -> bool:
+    try:
+        return root in open(f"/proc/{pid}/cgroup").read()
+    except OSError:
+        return False
