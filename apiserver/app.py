@@ -27,7 +27,7 @@ from starlette.websockets import WebSocket
 
 from api import resources as R
 
-from . import bootstrap, discovery, errors
+from . import bootstrap, discovery, errors, noderelay
 from .auth import TokenAuthenticator
 from .handlers import Handlers, json_response
 from .registry import Registry, ServiceAllocator
@@ -47,6 +47,7 @@ class ServerConfig:
     advertise_address: str = "127.0.0.1"
     port: int = 6443
     token_file: str | None = None
+    kubelet_token_file: str | None = None
     sqlite_synchronous: str = "NORMAL"
     compaction_interval: float = 300.0
     event_ttl: float = 3600.0
@@ -65,6 +66,8 @@ class State:
         self.registry = Registry(self.storage, ServiceAllocator(cfg.service_cidr, cfg.node_port_range))
         self.handlers = Handlers(self.storage, self.hub, self.registry, bookmark_interval=cfg.bookmark_interval)
         self.auth = TokenAuthenticator.from_file(cfg.token_file) if cfg.token_file else None
+        kubelet_token = noderelay.read_token_file(cfg.kubelet_token_file) if cfg.kubelet_token_file else None
+        self.relay = noderelay.NodeRelay(self.handlers.get_object, kubelet_token)
         self.ready = False
         self.tasks: list[asyncio.Task] = []
 
@@ -117,6 +120,7 @@ def create_app(cfg: ServerConfig) -> FastAPI:
                 t.cancel()
             await asyncio.gather(*state.tasks, return_exceptions=True)
             await state.hub.stop()
+            await state.relay.aclose()
             await asyncio.to_thread(state.storage.close)
 
     app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
@@ -209,25 +213,11 @@ def create_app(cfg: ServerConfig) -> FastAPI:
         raise errors.path_not_found(request.url.path)
 
     async def core_websocket(ws: WebSocket) -> None:
-        """WebSocket upgrades (exec, port-forward): answer with a Status on the error channel.
-
-        Until the kubelet relay exists the request is refused the Kubernetes
-        way: the upgrade succeeds, channel 3 carries the Status, then close.
-        kubectl prints the message; nothing hangs and nothing is a bare 403.
-        """
-        offered = [p.strip() for p in (ws.headers.get("sec-websocket-protocol") or "").split(",") if p.strip()]
-        proto = next((p for p in ("v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io") if p in offered),
-                     offered[0] if offered else None)
-        await ws.accept(subprotocol=proto)
+        """WebSocket upgrades: pods/exec relays to the kubelet; anything else is refused with a Status."""
         parts = ws.path_params["rest"].split("/")
-        try:
-            if len(parts) == 6 and parts[:2] == ["v1", "namespaces"] and parts[3] == "pods" and parts[5] in ("exec", "attach", "portforward"):
-                await state.handlers.node_proxy_unavailable(None, parts[2], parts[4], parts[5])
-            raise errors.path_not_found(ws.url.path)
-        except errors.StatusError as e:
-            body = e.body()
-            await ws.send_bytes(b"\x03" + orjson.dumps(body))
-            await ws.close(code=1000)
+        if len(parts) == 6 and parts[:2] == ["v1", "namespaces"] and parts[3] == "pods" and parts[5] in ("exec", "attach", "portforward"):
+            return await state.relay.websocket(ws, parts[2], parts[4], parts[5])
+        await noderelay.refuse(ws, errors.path_not_found(ws.url.path))
 
     app.router.routes.append(WebSocketRoute("/api/{rest:path}", core_websocket))
     app.router.routes.append(Route("/api/{rest:path}", core, methods=methods))
@@ -350,6 +340,8 @@ async def dispatch(state: State, request: Request, group: str, parts: list[str])
         allowed = {"log": ("GET",), "exec": ("GET", "POST"), "portforward": ("GET", "POST")}.get(sub, ())
         if method not in allowed:
             raise errors.method_not_allowed(f"{method} is not supported on pods/{sub}")
-        return await h.node_proxy_unavailable(request, ns, name, sub)
+        if sub == "log":
+            return await state.relay.logs(request, ns, name)
+        return await state.relay.without_upgrade(request, ns, name, sub)
     except Compacted as e:
         raise errors.gone(f"too old resource version: {e.requested} ({e.compacted})")

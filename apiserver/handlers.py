@@ -511,22 +511,10 @@ class Handlers:
                               "metadata": {"resourceVersion": str(rev)}, "items": deleted})
 
     # ---------------------------------------------------------------- node relay
-    async def node_proxy_unavailable(self, request: Request | None, ns: str, name: str, sub: str) -> Response:
-        """pods/log, exec and portforward relay to the pod's kubelet.
-
-        The relay is part of the kubelet issue; until then the request is
-        checked the way Kubernetes checks it (pod exists, has a node) and
-        answered with a clear 503 instead of a hang or a 500.
-        """
-        row = await self._read(self.storage.get, key_for(R.PODS, ns, name))
-        if row is None:
-            raise errors.not_found("pods", name)
-        pod = with_revision(row.value, row.rev)
-        node = (pod.get("spec") or {}).get("nodeName")
-        if not node:
-            raise errors.bad_request(f"pod {name} does not have a host assigned")
-        raise errors.unavailable(
-            f"pods/{sub} relays to the kubelet on node {node}, and this server has no kubelet relay yet")
+    async def get_object(self, rt: R.ResourceType, ns: str | None, name: str) -> dict | None:
+        """One object or None: what the kubelet relay (noderelay.py) looks pods and nodes up with."""
+        row = await self._read(self.storage.get, key_for(rt, ns, name))
+        return None if row is None else with_revision(row.value, row.rev)
 
     # ---------------------------------------------------------------- binding
     async def bind(self, request: Request, ns: str, pod_name: str | None) -> Response:

@@ -26,6 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sqlite-synchronous", default="NORMAL", choices=["NORMAL", "FULL"],
                    help="SQLite durability: NORMAL survives a killed process, FULL also a power cut (default NORMAL)")
     p.add_argument("--token-auth-file", default=None, help="token file (token,user,uid[,groups]); requests then need a bearer token")
+    p.add_argument("--kubelet-token-file", default=None,
+                   help="file whose first line is the bearer token sent to kubelets when relaying pods/log and pods/exec")
     p.add_argument("--service-cluster-ip-range", default="10.96.0.0/12", help="service IP range (default 10.96.0.0/12)")
     p.add_argument("--service-node-port-range", default="30000-32767", help="NodePort range (default 30000-32767)")
     p.add_argument("--kube-version", default="v1.31.0", help="Kubernetes version reported by /version (default v1.31.0)")
@@ -69,6 +71,8 @@ def main(argv: list[str] | None = None) -> None:
         url = storage_url_for(args.data_dir)
     if args.token_auth_file and not os.path.exists(args.token_auth_file):
         _fail(f"--token-auth-file {args.token_auth_file} does not exist")
+    if args.kubelet_token_file and not os.path.exists(args.kubelet_token_file):
+        _fail(f"--kubelet-token-file {args.kubelet_token_file} does not exist")
     binds = [a.strip() for a in args.bind_address.split(",") if a.strip()]
     for a in binds:
         try:
@@ -87,6 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = ServerConfig(
         storage_url=url, service_cidr=str(net), kube_version=args.kube_version,
         advertise_address=advertise, port=args.port, token_file=args.token_auth_file,
+        kubelet_token_file=args.kubelet_token_file,
         sqlite_synchronous=args.sqlite_synchronous, compaction_interval=args.compaction_interval,
         event_ttl=args.event_ttl, node_port_range=(lo, hi),
     )

@@ -344,7 +344,8 @@ def test_dry_run_writes_nothing(http):
     assert http.get(f"{PODS}/dry").status_code == 404
 
 
-def test_exec_and_log_answer_with_status_until_a_kubelet_exists(http, server):
+def test_exec_and_log_answer_with_status_when_there_is_no_kubelet_to_relay_to(http, server):
+    # The relay itself is tested against a stand-in kubelet in test_node_relay.py.
     import json as _json
 
     from websockets.sync.client import connect
@@ -354,16 +355,16 @@ def test_exec_and_log_answer_with_status_until_a_kubelet_exists(http, server):
     r = http.get(f"{PODS}/nohost/log")
     assert r.status_code == 400 and "does not have a host assigned" in r.json()["message"]
     r = http.get(f"{PODS}/onnode/log")
-    assert r.status_code == 503 and "node-1" in r.json()["message"]
+    assert r.status_code == 404 and r.json()["message"] == 'nodes "node-1" not found'
     assert http.get(f"{PODS}/missing/log").status_code == 404
     assert http.put(f"{PODS}/onnode/log", json={}).status_code == 405
     url = server.url.replace("http://", "ws://") + f"{PODS}/onnode/exec?command=ls&stdout=true"
-    with connect(url, subprotocols=["v5.channel.k8s.io"], open_timeout=5) as ws:
+    with connect(url, subprotocols=["v5.channel.k8s.io"], open_timeout=5, proxy=None) as ws:
         assert ws.subprotocol == "v5.channel.k8s.io"
         msg = ws.recv(timeout=5)
     assert msg[0] == 3
     status = _json.loads(msg[1:])
-    assert status["status"] == "Failure" and status["code"] == 503
+    assert status["status"] == "Failure" and status["code"] == 404 and "node-1" in status["message"]
 
 
 def test_namespace_status_subresource(http):
