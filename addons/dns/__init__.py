@@ -1,1 +1,1 @@
-"""addons/dns: not built yet (see the open issues); the package exists so the layout matches DESIGN.md."""
+"""Cluster DNS (`pocketkube dns`): service discovery by name from informer caches; see addons.dns.main."""
