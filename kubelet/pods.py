@@ -406,10 +406,17 @@ class PodSyncer:
             return sb, self.node_ip
         if mode == "none":
             return sb, ""
+        # hostPort mappings go to plugins that declare the portMappings capability (portmap)
+        mappings = [{"hostPort": int(p["hostPort"]), "containerPort": int(p["containerPort"]),
+                     "protocol": (p.get("protocol") or "TCP").lower(), **({"hostIP": p["hostIP"]} if p.get("hostIP")
+                                                                          else {})}
+                    for c in (pod.get("spec") or {}).get("containers") or [] for p in c.get("ports") or []
+                    if p.get("hostPort")]
         try:
             result = self.network.add(sb["id"], sb["netns_path"], "eth0", {
                 "K8S_POD_NAMESPACE": md.get("namespace", "default"), "K8S_POD_NAME": md["name"],
-                "K8S_POD_INFRA_CONTAINER_ID": sb["id"], "K8S_POD_UID": md["uid"]})
+                "K8S_POD_INFRA_CONTAINER_ID": sb["id"], "K8S_POD_UID": md["uid"]},
+                runtime_config={"portMappings": mappings} if mappings else None)
         except Exception as e:  # noqa: BLE001 - CNIError or anything the plugin chain raised
             self.runtime.call("remove_sandbox", id=sb["id"])
             raise SandboxError(f'Failed to create pod sandbox: plugin type="{self._plugin_type()}" failed (add): {e}')

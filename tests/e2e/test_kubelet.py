@@ -340,3 +340,90 @@ def _in_cgroup(pid: str, root: str) -> bool:
         return root in open(f"/proc/{pid}/cgroup").read()
     except OSError:
         return False
+
+
+# ------------------------------------------------------------- images, DNS
+def _busybox_image(path: str) -> None:
+    """A `docker save` tarball with Debian's busybox-static as the whole root filesystem."""
+    import io
+    import tarfile
+
+    layer = io.BytesIO()
+    with tarfile.open(fileobj=layer, mode="w") as t:
+        t.add("/bin/busybox", arcname="bin/busybox")
+        for applet in ("sh", "echo", "ls", "cat", "hostname", "sleep", "wget", "httpd", "ps"):
+            info = tarfile.TarInfo(f"bin/{applet}")
+            info.type, info.linkname = tarfile.SYMTYPE, "busybox"
+            t.addfile(info)
+        for d in ("etc", "tmp", "www"):
+            info = tarfile.TarInfo(d)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            t.addfile(info)
+        data = b"hello from busybox\n"
+        info = tarfile.TarInfo("www/index.html")
+        info.size = len(data)
+        t.addfile(info, io.BytesIO(data))
+    config = json.dumps({"config": {"Cmd": ["sh"], "Env": ["PATH=/bin"], "WorkingDir": "/www"}}).encode()
+    manifest = json.dumps([{"Config": "config.json", "RepoTags": ["busybox:e2e"], "Layers": ["l/layer.tar"]}]).encode()
+    with tarfile.open(path, "w") as t:
+        for name, data in (("config.json", config), ("l/layer.tar", layer.getvalue()), ("manifest.json", manifest)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+
+
+def test_image_imported_from_a_tarball_runs(kc, tmp_path):
+    need(os.path.exists("/bin/busybox"), "busybox-static is not installed (apt-get install busybox-static)")
+    tarball = str(tmp_path / "busybox.tar")
+    _busybox_image(tarball)
+    out = subprocess.run([sys.executable, "-m", "deploy.cli", "image", "--root-dir", kc.root, "import", tarball],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "imported busybox:e2e" in out.stdout, out
+    kc.pod("bb", [{"name": "main", "image": "busybox:e2e",
+                   "command": ["sh", "-c", "ls /; pwd; cat index.html; echo > /www/written; httpd -f -p 8080"]}])
+    p = kc.wait_running("bb")
+    wait_until(lambda: "hello from busybox" in logs(kc, "bb"), timeout=15, what="busybox logs")
+    text = logs(kc, "bb")
+    assert "/www" in text and "bin" in text.split() and "usr" not in text.split()   # the image's root, not the host's
+    r = kc.exec_in_pod(p, sys.executable, "-c", "import urllib.request as u; "
+                       f"print(u.urlopen('http://{p['status']['podIP']}:8080/index.html', timeout=5).read().decode())")
+    assert "hello from busybox" in r.stdout.decode()
+    kc.delete_pod("bb")
+    # the container wrote into its own overlay, never into the image
+    img_root = os.path.join(kc.root, "runtime", "images")
+    assert not [f for d, _s, files in os.walk(img_root) for f in files if f == "written"]
+
+
+def test_cluster_dns_from_a_real_pod(kc, tmp_path):
+    from tests.e2e.dns_fixtures import ClusterDNS
+
+    dns = ClusterDNS(kc, str(tmp_path))
+    dns.start()
+    try:
+        kc.client.create(R.SERVICES, {"metadata": {"name": "web", "namespace": "default"},
+                                      "spec": {"selector": {"app": "dnsweb"}, "ports": [{"port": 80,
+                                                                                         "targetPort": 8080}]}})
+        kc.pod("dnsweb", [sh("python3 -m http.server 8080", readinessProbe={"tcpSocket": {"port": 8080},
+                                                                             "periodSeconds": 1})],
+               metadata={"labels": {"app": "dnsweb"}})
+        kc.wait_running("dnsweb")
+        kc.pod("dnsclient", [sh("for i in $(seq 1 20); do getent hosts web && break; sleep 0.5; done; "
+                                "getent hosts web.default; getent hosts web.default.svc.cluster.local; "
+                                "python3 -c \"import urllib.request as u; print('http', "
+                                "u.urlopen('http://web/', timeout=5).status)\"; sleep 600")])
+        kc.wait_running("dnsclient")
+        vip = kc.client.get(R.SERVICES, "web", "default")["spec"]["clusterIP"]
+        wait_until(lambda: "http 200" in logs(kc, "dnsclient"), timeout=30, what="HTTP by service name")
+        text = logs(kc, "dnsclient")
+        assert text.count(vip) >= 3 and "web.default.svc.cluster.local" in text
+    finally:
+        for n in ("dnsclient", "dnsweb"):
+            try:
+                kc.delete_pod(n)
+            except Exception:  # noqa: BLE001
+                pass
+        try:
+            kc.client.delete(R.SERVICES, "web", "default")
+        except Exception:  # noqa: BLE001
+            pass
+        dns.stop()
