@@ -30,9 +30,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import shutil
 import threading
 import time
+from collections import deque
 from typing import Any
 
 from api import resources as R
@@ -77,7 +79,9 @@ class PodSyncer:
         self._relist_sig: dict[str, Any] = {}
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
-        self.synced_once = threading.Event()
+        # recent sandbox set-up times (pause process + CNI ADD), served on the kubelet's /metrics
+        self.sandbox_setup_seconds: deque[float] = deque(maxlen=1000)
+        self._events: queue.Queue = queue.Queue()
 
     # ---------------------------------------------------------------- wiring
     def register(self, pod_informer) -> None:
@@ -93,13 +97,15 @@ class PodSyncer:
             t = threading.Thread(target=self._worker, name=f"pod-worker-{i}", daemon=True)
             t.start()
             self._threads.append(t)
-        t = threading.Thread(target=self._relist_loop, name="pleg", daemon=True)
-        t.start()
-        self._threads.append(t)
+        for target, name in ((self._relist_loop, "pleg"), (self._event_loop, "events")):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
 
     def stop(self) -> None:
         self._stop.set()
         self.queue.shutdown()
+        self._events.put(None)
 
     def _worker(self) -> None:
         while True:
@@ -143,8 +149,8 @@ class PodSyncer:
             self._relist_sig = sig
 
     # ------------------------------------------------------------------ helpers
-    def _sandboxes(self) -> list[dict]:
-        return self.runtime.call("list_sandboxes")["items"]
+    def _sandboxes(self, namespace: str | None = None, name: str | None = None) -> list[dict]:
+        return self.runtime.call("list_sandboxes", namespace=namespace, name=name)["items"]
 
     def _pod_dir(self, uid: str) -> str:
         return os.path.join(self.root_dir, "pods", uid)
@@ -154,13 +160,28 @@ class PodSyncer:
         return os.path.join(self.root_dir, "logs", "pods", f"{md.get('namespace')}_{md['name']}_{md['uid']}")
 
     def _event(self, pod: dict, reason: str, message: str, type_: str = "Normal") -> None:
+        """Queue an Event; one background thread posts them (client-go's recorder is asynchronous too),
+        so a sync never waits on them. Dropped, with a log line, if the API server falls far behind."""
         if not self.events:
             return
-        try:
-            self.client.create_event(pod, reason, message, type=type_, component="kubelet", host=self.node_name,
-                                     rt=R.PODS)
-        except ApiError as e:
-            log.debug("event %s for %s not recorded: %s", reason, pod_key(pod), e)
+        if self._events.qsize() >= 1000:
+            log.warning("event queue full; dropping %s for %s", reason, pod_key(pod))
+            return
+        self._events.put((pod, reason, message, type_))
+
+    def _event_loop(self) -> None:
+        while True:
+            item = self._events.get()
+            if item is None:
+                return
+            pod, reason, message, type_ = item
+            try:
+                self.client.create_event(pod, reason, message, type=type_, component="kubelet",
+                                         host=self.node_name, rt=R.PODS)
+            except ApiError as e:
+                log.debug("event %s for %s not recorded: %s", reason, pod_key(pod), e)
+            except Exception:  # noqa: BLE001
+                log.exception("event %s for %s", reason, pod_key(pod))
 
     def _net_state(self, uid: str) -> dict:
         try:
@@ -182,7 +203,7 @@ class PodSyncer:
         """Converge one pod; returns seconds until it wants another look (a back-off timer), or None."""
         pod = self.pods.get_by_key(key)
         ns, _, name = key.partition("/")
-        sandboxes = [s for s in self._sandboxes() if s["pod"].get("namespace") == ns and s["pod"].get("name") == name]
+        sandboxes = self._sandboxes(ns, name)
         if pod is None or (pod.get("spec") or {}).get("nodeName") != self.node_name:
             for sb in sandboxes:
                 self._teardown_sandbox(sb, remove=True)
@@ -220,6 +241,7 @@ class PodSyncer:
         ready_sbs = sorted((s for s in sandboxes if s["state"] == "ready"), key=lambda s: s["created_at"])
         sandbox = ready_sbs[-1] if ready_sbs else None
         start_time = (pod.get("status") or {}).get("startTime") or net.get("start_time")
+        t_sync = time.monotonic()
         message = reason = None
         retry: list[float] = []
 
@@ -241,6 +263,7 @@ class PodSyncer:
                 self._event(pod, "SandboxChanged", "Pod sandbox changed, it will be killed and re-created.")
             try:
                 sandbox, ip = self._create_sandbox(pod)
+                log.debug("sandbox for %s in %.1f ms", key, (time.monotonic() - t_sync) * 1000)
             except SandboxError as e:
                 self._event(pod, "FailedCreatePodSandBox", str(e), "Warning")
                 for c in (spec.get("initContainers") or []) + (spec.get("containers") or []):
@@ -328,6 +351,7 @@ class PodSyncer:
                 retry.append(10.0)
         self._write_status(pod, sandbox_ready=True, pod_ip=pod_ip, records=records, waiting=waiting,
                            start_time=start_time, message=message, reason=reason)
+        log.debug("synced %s in %.1f ms", key, (time.monotonic() - t_sync) * 1000)
         return min(retry) if retry else None
 
     # ----------------------------------------------------------- containers
@@ -395,13 +419,20 @@ class PodSyncer:
 
     # -------------------------------------------------------------- sandbox
     def _create_sandbox(self, pod: dict) -> tuple[dict, str]:
+        t0 = time.monotonic()
+        out = self._create_sandbox_steps(pod)
+        self.sandbox_setup_seconds.append(time.monotonic() - t0)
+        return out
+
+    def _create_sandbox_steps(self, pod: dict) -> tuple[dict, str]:
         mode = podspec.network_mode(pod)
         md = pod["metadata"]
         sb = self.runtime.call("run_sandbox", pod={"uid": md["uid"], "name": md["name"],
                                                    "namespace": md.get("namespace", "default")},
                                hostname=podspec.pod_hostname(pod), network=mode,
                                labels={"pocketkube.io/network": mode})
-        sb = next((s for s in self._sandboxes() if s["id"] == sb["id"]), sb)
+        sb = next((s for s in self._sandboxes(md.get("namespace", "default"), md["name"]) if s["id"] == sb["id"]), sb)
+        log.debug("pause process for %s ready", md["name"])
         if mode == "host":
             return sb, self.node_ip
         if mode == "none":

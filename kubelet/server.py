@@ -63,6 +63,7 @@ class KubeletServer:
         self.port = port
         self.app = Starlette(routes=[
             Route("/healthz", self.healthz),
+            Route("/metrics", self.metrics),
             Route("/containerLogs/{ns}/{pod}/{container}", self.container_logs),
             WebSocketRoute("/exec/{ns}/{pod}/{container}", self.exec_ws),
         ])
@@ -78,6 +79,20 @@ class KubeletServer:
 
     async def healthz(self, request: Request) -> Response:
         return PlainTextResponse("ok")
+
+    async def metrics(self, request: Request) -> Response:
+        """Prometheus text: sandbox set-up time quantiles over the last 1,000 sandboxes, and pod counts."""
+        if not self._authorized(request.headers):
+            return HTTPError(401, "Unauthorized", "Unauthorized").response()
+        xs = sorted(self.syncer.sandbox_setup_seconds) if self.syncer else []
+        lines = ["# TYPE pocketkube_kubelet_sandbox_setup_seconds summary"]
+        for q in (0.5, 0.9, 0.99):
+            v = xs[min(len(xs) - 1, int(q * len(xs)))] if xs else 0.0
+            lines.append(f'pocketkube_kubelet_sandbox_setup_seconds{{quantile="{q}"}} {v:.6f}')
+        lines.append(f"pocketkube_kubelet_sandbox_setup_seconds_sum {sum(xs):.6f}")
+        lines.append(f"pocketkube_kubelet_sandbox_setup_seconds_count {len(xs)}")
+        lines.append(f"pocketkube_kubelet_pods {len(self.pods.list())}")
+        return PlainTextResponse("\n".join(lines) + "\n")
 
     def _find(self, ns: str, pod_name: str, container: str) -> tuple[dict, list[dict]]:
         """The pod and this container's runtime records (oldest attempt first)."""
@@ -147,7 +162,7 @@ class KubeletServer:
                                        limit_bytes=limit)
         if not follow or rec["state"] != "running":
             return Response(body, media_type="text/plain")
-        offset = sum(os.path.getsize(f) for f in [path] if os.path.exists(f))
+        offset, start_ino = crilogs.position(path)
         cid = rec["id"]
 
         def running() -> bool:
@@ -165,7 +180,7 @@ class KubeletServer:
                 if body:
                     yield body
                 for chunk in crilogs.follow(path, offset, timestamps=timestamps, still_running=running,
-                                            stop=stop.is_set):
+                                            stop=stop.is_set, start_ino=start_ino):
                     if limit is not None:
                         if sent[0] >= limit:
                             return

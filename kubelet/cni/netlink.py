@@ -17,12 +17,14 @@ missing namespace unless told not to.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import ipaddress
 import os
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -109,6 +111,13 @@ def netns_socket(path: str) -> socket.socket:
     return out["sock"]
 
 
+def _random_mac() -> str:
+    """A random unicast, locally administered MAC (what the kernel picks for a veth without one)."""
+    b = bytearray(os.urandom(6))
+    b[0] = (b[0] & 0xFE) | 0x02
+    return ":".join(f"{x:02x}" for x in b)
+
+
 def bridge_mac(address: str) -> str:
     """``0a:58:`` + the IPv4 address in hex (the convention of Kubernetes network plugins)."""
     ip = ipaddress.ip_interface(address).ip.packed
@@ -120,14 +129,55 @@ def _is_errno(e: BaseException, *codes: int) -> bool:
 
 
 class RealNetlink:
-    """``Netlink`` on pyroute2; a fresh socket per call, so one instance is safe from many threads."""
+    """``Netlink`` on pyroute2, safe from many threads.
 
+    Each thread keeps one rtnetlink socket in the node namespace and one in
+    the pod namespace it last worked on (checked against the namespace file's
+    inode, so a recycled /proc/PID path never reaches a stale namespace):
+    opening a pyroute2 socket costs ~2 ms of CPU and a pod namespace socket
+    also a thread hop (``netns_socket``), and one ADD used to open nine. A
+    socket that saw an error is dropped, so the next call starts clean.
+    """
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    @contextlib.contextmanager
     def _ipr(self, netns: str | None = None):
         from pyroute2 import IPRoute
 
-        if netns is None:
-            return IPRoute()
-        return IPRoute(fileno=netns_socket(netns).detach())
+        slot = "node" if netns is None else "pod"
+        key = None
+        if netns is not None:
+            try:
+                key = (netns, os.stat(netns).st_ino)
+            except FileNotFoundError:
+                raise NetnsNotFound(netns) from None
+        cached = getattr(self._local, slot, None)
+        if cached is not None and cached[0] == key:
+            ipr = cached[1]
+        else:
+            if cached is not None:
+                cached[1].close()
+                setattr(self._local, slot, None)
+            ipr = IPRoute() if netns is None else IPRoute(fileno=netns_socket(netns).detach())
+            setattr(self._local, slot, (key, ipr))
+        try:
+            yield ipr
+        except BaseException:
+            setattr(self._local, slot, None)
+            ipr.close()
+            raise
+
+    @staticmethod
+    def _index(ipr, name: str) -> int | None:
+        """A link's index by name with one targeted request (``link_lookup`` dumps every link)."""
+        try:
+            return ipr.link("get", ifname=name)[0]["index"]
+        except Exception as e:  # noqa: BLE001
+            if _is_errno(e, errno.ENODEV):
+                return None
+            raise
 
     @staticmethod
     def _info(ipr, msg) -> LinkInfo:
@@ -149,18 +199,45 @@ class RealNetlink:
                         kind=kind, master=master, hairpin=hairpin, up=bool(msg["flags"] & 1), addresses=addrs)
 
     def _lookup(self, ipr, name: str) -> LinkInfo | None:
-        idx = ipr.link_lookup(ifname=name)
-        if not idx:
+        idx = self._index(ipr, name)
+        if idx is None:
             return None
-        return self._info(ipr, ipr.get_links(idx[0])[0])
+        return self._info(ipr, ipr.get_links(idx)[0])
+
+    @staticmethod
+    def _brief(ipr, name: str) -> LinkInfo | None:
+        """Name, index, MAC and state only: one request (no master or address lookups)."""
+        try:
+            msg = ipr.link("get", ifname=name)[0]
+        except Exception as e:  # noqa: BLE001
+            if _is_errno(e, errno.ENODEV):
+                return None
+            raise
+        return LinkInfo(name=name, index=msg["index"], mac=msg.get_attr("IFLA_ADDRESS") or "",
+                        up=bool(msg["flags"] & 1))
 
     def link(self, name: str) -> LinkInfo | None:
         with self._ipr() as ipr:
             return self._lookup(ipr, name)
 
+    BRIDGE_RECHECK = 10.0
+
     def ensure_bridge(self, name: str, address: str | None, mtu: int | None = None) -> LinkInfo:
+        """Idempotent; a bridge found complete is trusted for BRIDGE_RECHECK seconds (one check per ADD otherwise)."""
+        cache = self.__dict__.setdefault("_bridges", {})
+        hit = cache.get((name, address))
+        if hit is not None and time.monotonic() - hit[1] < self.BRIDGE_RECHECK:
+            return hit[0]
+        info = self._ensure_bridge(name, address, mtu)
+        cache[(name, address)] = (info, time.monotonic())
+        return info
+
+    def forget_bridges(self) -> None:
+        self.__dict__.get("_bridges", {}).clear()
+
+    def _ensure_bridge(self, name: str, address: str | None, mtu: int | None = None) -> LinkInfo:
         with self._ipr() as ipr:
-            if not ipr.link_lookup(ifname=name):
+            if self._index(ipr, name) is None:
                 kw: dict = {"mtu": mtu} if mtu else {}
                 if address:
                     # A fixed MAC: otherwise a bridge takes the lowest MAC of its ports and
@@ -195,56 +272,63 @@ class RealNetlink:
         with open(path, "w") as f:
             f.write("1")
 
+    # The ADD path is written for few requests: each pyroute2 request costs ~2 ms of CPU here,
+    # and the kubelet makes many sandboxes at once. MACs are chosen, not read back; lo is
+    # always ifindex 1; the peer is created inside the pod namespace, where the kernel itself
+    # refuses a name that exists.
     def add_veth(self, host_name: str, netns: str, ifname: str, mtu: int | None = None) -> tuple[LinkInfo, LinkInfo]:
         try:
             nsfd = os.open(netns, os.O_RDONLY)
         except FileNotFoundError:
             raise NetnsNotFound(netns) from None
+        host_mac, pod_mac = _random_mac(), _random_mac()
         try:
-            with self._ipr(netns) as pod:
-                if pod.link_lookup(ifname=ifname):
-                    raise FileExistsError(errno.EEXIST, f"{ifname} already exists in {netns}")
             with self._ipr() as ipr:
                 kw = {"mtu": mtu} if mtu else {}
-                peer = {"ifname": ifname, "net_ns_fd": nsfd, **kw}
-                ipr.link("add", ifname=host_name, kind="veth", peer=peer, **kw)
-                host = self._lookup(ipr, host_name)
+                peer = {"ifname": ifname, "net_ns_fd": nsfd, "address": pod_mac, **kw}
+                try:
+                    ipr.link("add", ifname=host_name, kind="veth", address=host_mac, peer=peer, **kw)
+                except Exception as e:  # noqa: BLE001
+                    if _is_errno(e, errno.EEXIST):
+                        raise FileExistsError(errno.EEXIST, f"{host_name} or {ifname} in {netns} already exists") \
+                            from None
+                    raise
         finally:
             os.close(nsfd)
-        with self._ipr(netns) as pod:
-            inside = self._lookup(pod, ifname)
-        if host is None or inside is None:
-            raise OSError(errno.ENODEV, f"veth {host_name}/{ifname} vanished after creation")
-        return host, inside
+        return LinkInfo(name=host_name, index=0, mac=host_mac), LinkInfo(name=ifname, index=0, mac=pod_mac)
 
     def attach(self, host_name: str, bridge: str, hairpin: bool) -> None:
         with self._ipr() as ipr:
-            idx = ipr.link_lookup(ifname=host_name)
-            br = ipr.link_lookup(ifname=bridge)
-            if not idx or not br:
-                raise OSError(errno.ENODEV, f"{host_name if not idx else bridge} not found")
-            ipr.link("set", index=idx[0], master=br[0])
-            ipr.brport("set", index=idx[0], mode=1 if hairpin else 0)
-            ipr.link("set", index=idx[0], state="up")
+            idx = self._index(ipr, host_name)
+            cached = [v[0] for k, v in self.__dict__.get("_bridges", {}).items() if k[0] == bridge]
+            br = cached[0].index if cached else self._index(ipr, bridge)
+            if idx is None or br is None:
+                self.forget_bridges()     # the next ADD checks the bridge again
+                raise OSError(errno.ENODEV, f"{host_name if idx is None else bridge} not found")
+            try:
+                ipr.link("set", index=idx, master=br, state="up")
+            except Exception as e:  # noqa: BLE001
+                self.forget_bridges()
+                raise OSError(getattr(e, "code", errno.EIO), f"attaching {host_name} to {bridge}: {e}") from e
+            ipr.brport("set", index=idx, mode=1 if hairpin else 0)
 
     def configure_pod(self, netns: str, ifname: str, address: str, routes: list[tuple[str, str | None]]) -> None:
         iface = ipaddress.ip_interface(address)
         with self._ipr(netns) as pod:
-            lo = pod.link_lookup(ifname="lo")
-            if lo:
-                pod.link("set", index=lo[0], state="up")
-            idx = pod.link_lookup(ifname=ifname)
-            if not idx:
+            pod.link("set", index=1, state="up")                 # lo
+            idx = self._index(pod, ifname)
+            if idx is None:
                 raise OSError(errno.ENODEV, f"{ifname} not found in {netns}")
-            have = {f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}"
-                    for a in pod.get_addr(family=socket.AF_INET, index=idx[0])}
-            if str(iface) not in have:
-                pod.addr("add", index=idx[0], address=str(iface.ip), prefixlen=iface.network.prefixlen)
-            pod.link("set", index=idx[0], state="up")
+            try:
+                pod.addr("add", index=idx, address=str(iface.ip), prefixlen=iface.network.prefixlen)
+            except Exception as e:  # noqa: BLE001 - a repeated ADD: the address is there already
+                if not _is_errno(e, errno.EEXIST):
+                    raise
+            pod.link("set", index=idx, state="up")
             for dst, gw in routes:
                 kw = {"gateway": gw} if gw else {}
                 try:
-                    pod.route("add", dst=dst, oif=idx[0], **kw)
+                    pod.route("add", dst=dst, oif=idx, **kw)
                 except Exception as e:  # noqa: BLE001 - already there
                     if not _is_errno(e, errno.EEXIST):
                         raise
@@ -255,11 +339,11 @@ class RealNetlink:
 
     def delete_link(self, name: str) -> bool:
         with self._ipr() as ipr:
-            idx = ipr.link_lookup(ifname=name)
-            if not idx:
+            idx = self._index(ipr, name)
+            if idx is None:
                 return False
             try:
-                ipr.link("del", index=idx[0])
+                ipr.link("del", index=idx)
             except Exception as e:  # noqa: BLE001 - a concurrent DEL won
                 if _is_errno(e, errno.ENODEV):
                     return False

@@ -138,10 +138,11 @@ class BridgePlugin:
                 undo.append(lambda: cfg.ipam.release(req.container_id, req.ifname))
             self.nl.ensure_bridge(cfg.bridge, cfg.gateway_cidr() if cfg.is_gateway else None, cfg.mtu)
             self.nl.enable_ip_forward()
-            existing = self._existing(req, cfg, host, lease)
+            link = self.nl.link(host)
+            existing = self._existing(req, cfg, link, lease) if link is not None else None
             if existing is not None:
                 return self._result(req, cfg, lease, *existing)
-            if self.nl.link(host) is not None:
+            if link is not None:
                 self.nl.delete_link(host)  # left by an earlier ADD that did not finish
             undo.append(lambda: self.nl.delete_link(host))  # before: add_veth may fail half-way
             host_link, pod_link = self.nl.add_veth(host, req.netns, req.ifname, cfg.mtu)
@@ -156,10 +157,9 @@ class BridgePlugin:
                     pass
             raise _translate(e, req) from None
 
-    def _existing(self, req: Request, cfg: Config, host: str, lease: Lease) -> tuple[str, str] | None:
-        """(host mac, pod mac) when a previous ADD of this container is complete and intact."""
-        link = self.nl.link(host)
-        if link is None or link.master != cfg.bridge:
+    def _existing(self, req: Request, cfg: Config, link, lease: Lease) -> tuple[str, str] | None:
+        """(host mac, pod mac) when a previous ADD of this container (host veth ``link``) is complete and intact."""
+        if link.master != cfg.bridge:
             return None
         try:
             pod = self.nl.pod_link(req.netns, req.ifname)
@@ -170,7 +170,7 @@ class BridgePlugin:
         return link.mac, pod.mac
 
     def _result(self, req: Request, cfg: Config, lease: Lease, host_mac: str, pod_mac: str) -> dict[str, Any]:
-        bridge = self.nl.link(cfg.bridge)
+        bridge = self.nl.ensure_bridge(cfg.bridge, cfg.gateway_cidr() if cfg.is_gateway else None, cfg.mtu)
         interfaces = [{"name": cfg.bridge, "mac": bridge.mac if bridge else ""},
                       {"name": host_veth_name(req.container_id, req.ifname), "mac": host_mac},
                       {"name": req.ifname, "mac": pod_mac, "sandbox": req.netns}]
@@ -238,6 +238,17 @@ def _translate(e: BaseException, req: Request) -> BaseException:
     return CNIError(ERR_IO, f"{PLUGIN_TYPE} {req.command} failed", f"{type(e).__name__}: {e}")
 
 
+_NETLINK: RealNetlink | None = None
+
+
+def _shared_netlink() -> RealNetlink:
+    """One RealNetlink per process, so in-process calls share its per-thread sockets and bridge cache."""
+    global _NETLINK
+    if _NETLINK is None:
+        _NETLINK = RealNetlink()
+    return _NETLINK
+
+
 def main(env: Mapping[str, str], stdin: bytes, *, netlink: Netlink | None = None) -> tuple[int, bytes]:
     """Run one CNI command; returns (exit code, stdout bytes) exactly as the executable would."""
     version = SPEC_VERSION
@@ -249,7 +260,7 @@ def main(env: Mapping[str, str], stdin: bytes, *, netlink: Netlink | None = None
         if req.cni_version not in SUPPORTED_VERSIONS:
             raise CNIError(ERR_INCOMPATIBLE_VERSION, f"incompatible CNI version {req.cni_version}",
                            f"{PLUGIN_TYPE} supports {', '.join(SUPPORTED_VERSIONS)}")
-        plugin = BridgePlugin(netlink)
+        plugin = BridgePlugin(netlink or _shared_netlink())
         if req.command == "ADD":
             return 0, json.dumps(plugin.add(req)).encode()
         if req.command == "DEL":

@@ -236,15 +236,15 @@ class Runtime:
             return False
 
     # --------------------------------------------------------------- sandboxes
-    def run_sandbox(self, pod: dict, hostname: str, network: str = "pod", labels: dict | None = None,
-                    annotations: dict | None = None) -> dict:
+    async def run_sandbox(self, pod: dict, hostname: str, network: str = "pod", labels: dict | None = None,
+                          annotations: dict | None = None) -> dict:
         if network not in ("pod", "host", "none"):
             raise RuntimeError_(f"unknown network mode {network!r}", "InvalidArgument")
         sid = secrets.token_hex(16)
         rel = f"pod{pod['uid']}"
         self.cgroups.create(rel)
-        pid = spawn.spawn_sandbox(spawn.SandboxSpec(hostname=hostname[:63], network=network,
-                                                    cgroup_procs=self.cgroups.procs_files(rel)))
+        pid = await spawn.drive_async(spawn.sandbox_steps(spawn.SandboxSpec(
+            hostname=hostname[:63], network=network, cgroup_procs=self.cgroups.procs_files(rel))))
         s = Sandbox(id=sid, pod=pod, hostname=hostname, network=network, pid=pid,
                     start_ticks=linux.process_start_time(pid), created_at=now_iso(),
                     netns_path=f"/proc/{pid}/ns/net", labels=labels or {}, annotations=annotations or {}, cgroup=rel)
@@ -285,8 +285,11 @@ class Runtime:
         self._unsave("sandboxes", id)
         return {}
 
-    def list_sandboxes(self) -> dict:
-        return {"items": [asdict(s) for s in self.sandboxes.values()]}
+    def list_sandboxes(self, namespace: str | None = None, name: str | None = None) -> dict:
+        """All sandboxes, or those of one pod name (the kubelet's per-pod sync asks for its own only)."""
+        return {"items": [asdict(s) for s in self.sandboxes.values()
+                          if (namespace is None or s.pod.get("namespace") == namespace)
+                          and (name is None or s.pod.get("name") == name)]}
 
     def _sandbox(self, id: str) -> Sandbox:
         s = self.sandboxes.get(id)
@@ -323,7 +326,7 @@ class Runtime:
         self._save(c)
         return {"id": cid}
 
-    def start_container(self, id: str) -> dict:
+    async def start_container(self, id: str) -> dict:
         c = self._container(id)
         if c.state != "created":
             raise RuntimeError_(f"container {id} is {c.state}, not created", "FailedPrecondition")
@@ -335,10 +338,10 @@ class Runtime:
         writer = LogWriter(c.log_path, self.log_max_bytes, self.log_max_files)
         overlay = os.path.join(self.root, "containers", c.id) if img and img.rootfs else None
         try:
-            pid, out_r, err_r, _ = spawn.spawn_container(spawn.ContainerSpec(
+            pid, out_r, err_r, _ = await spawn.drive_async(spawn.container_steps(spawn.ContainerSpec(
                 argv=c.argv, env=c.env, sandbox_pid=s.pid, cwd=c.cwd, rootfs=img.rootfs if img else None,
                 overlay_dir=overlay, files=[tuple(f) for f in c.files],
-                cgroup_procs=self.cgroups.procs_files(c.cgroup)))
+                cgroup_procs=self.cgroups.procs_files(c.cgroup))))
         except spawn.SpawnError as e:
             writer.close()
             c.state, c.exit_code, c.reason, c.message = "exited", 128, "StartError", str(e)
@@ -456,7 +459,7 @@ class Runtime:
         """Run to completion with output captured (exec probes); kills it at the timeout."""
         c = self._container(container_id)
         try:
-            pid, fds = spawn.spawn_exec(self._exec_spec(c, command))
+            pid, fds = await spawn.drive_async(spawn.exec_steps(self._exec_spec(c, command)))
         except spawn.SpawnError as e:
             return {"exit_code": 126, "stdout": "", "stderr": str(e), "timed_out": False}
         eid = secrets.token_hex(8)
@@ -519,9 +522,9 @@ class Runtime:
 
 
 # ---------------------------------------------------------------------- server
-METHODS_SYNC = {"version", "run_sandbox", "list_sandboxes", "create_container", "start_container",
-                "list_containers", "image_status", "list_images"}
-METHODS_ASYNC = {"stop_sandbox", "remove_sandbox", "stop_container", "remove_container", "exec_wait", "exec_sync"}
+METHODS_SYNC = {"version", "list_sandboxes", "create_container", "list_containers", "image_status", "list_images"}
+METHODS_ASYNC = {"run_sandbox", "start_container", "stop_sandbox", "remove_sandbox", "stop_container",
+                 "remove_container", "exec_wait", "exec_sync"}
 
 
 async def handle_connection(rt: Runtime, sock: socket.socket) -> None:

@@ -164,11 +164,37 @@ def read_logs(path: str, *, tail: int | None = None, timestamps: bool = False, s
     return out[:limit_bytes] if limit_bytes is not None else out
 
 
+def position(path: str) -> tuple[int, int | None]:
+    """(size, inode) of the live file: where a later ``follow`` starts."""
+    try:
+        st = os.stat(path)
+        return st.st_size, st.st_ino
+    except FileNotFoundError:
+        return 0, None
+
+
 def follow(path: str, offset: int, *, timestamps: bool, still_running, poll: float = 0.1,
-           stop=lambda: False) -> Iterator[bytes]:
-    """Yield what is appended to the live file after ``offset`` until ``still_running()`` is false at EOF."""
+           stop=lambda: False, start_ino: int | None = None) -> Iterator[bytes]:
+    """Yield what is appended to the live file after ``offset`` until ``still_running()`` is false at EOF.
+
+    ``start_ino`` is the inode ``offset`` belongs to (``position()``): if the
+    file was rotated before the first read, the rest of the rotated file comes
+    first, then the new file from its start.
+    """
     f = None
     ino = None
+    if start_ino is not None:
+        try:
+            if os.stat(path).st_ino != start_ino and os.stat(path + ".1").st_ino == start_ino:
+                with open(path + ".1", "rb") as old:
+                    old.seek(offset)
+                    for raw in old:
+                        e = parse_line(raw)
+                        if e is not None:
+                            yield render(e, timestamps)
+                offset = 0
+        except FileNotFoundError:
+            pass
     try:
         while not stop():
             if f is None:

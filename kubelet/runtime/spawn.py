@@ -33,6 +33,7 @@ import termios
 import struct
 import fcntl
 from dataclasses import dataclass, field
+from typing import Generator
 
 from kubelet.runtime import linux
 
@@ -113,9 +114,8 @@ def _read_report(r: int) -> bytes:
     return b"".join(chunks)
 
 
-def _collect(r: int, pid: int, fds: list[int | None], what: str) -> int:
+def _collect(report: bytes, pid: int, fds: list[int | None], what: str) -> int:
     """Wait for the intermediate child; return the PID it reported, or close ``fds`` and raise its error."""
-    report = _read_report(r)
     try:
         os.waitpid(pid, 0)
     except ChildProcessError:
@@ -144,7 +144,7 @@ def _devnull_stdio(keep_stdin: int | None = None) -> None:
 
 
 # ------------------------------------------------------------------ sandbox
-def spawn_sandbox(spec: SandboxSpec) -> int:
+def sandbox_steps(spec: SandboxSpec) -> Generator[int, bytes, int]:
     r, w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
@@ -164,9 +164,12 @@ def spawn_sandbox(spec: SandboxSpec) -> int:
         except BaseException as e:  # noqa: BLE001
             _fail(w, f"sandbox: {e}")
     os.close(w)
-    report = _read_report(r)
+    report = yield r
     if report.startswith(b"E"):
-        os.waitpid(pid, 0)
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass  # reaped by the daemon's SIGCHLD handler
         raise SpawnError(report[1:].decode(errors="replace"))
     return pid
 
@@ -204,7 +207,7 @@ def _prepare_root(spec: ContainerSpec) -> str:
     return root
 
 
-def spawn_container(spec: ContainerSpec) -> tuple[int, int, int, int | None]:
+def container_steps(spec: ContainerSpec) -> Generator[int, bytes, tuple[int, int, int, int | None]]:
     """Start a container; returns (pid, stdout read end, stderr read end, stdin write end or None)."""
     r, w = os.pipe2(os.O_CLOEXEC)
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
@@ -252,12 +255,12 @@ def spawn_container(spec: ContainerSpec) -> tuple[int, int, int, int | None]:
     os.close(err_w)
     if in_r is not None:
         os.close(in_r)
-    cpid = _collect(r, pid, [out_r, err_r, in_w], "container process did not start")
+    cpid = _collect((yield r), pid, [out_r, err_r, in_w], "container process did not start")
     return cpid, out_r, err_r, in_w
 
 
 # --------------------------------------------------------------------- exec
-def spawn_exec(spec: ExecSpec) -> tuple[int, list[int]]:
+def exec_steps(spec: ExecSpec) -> Generator[int, bytes, tuple[int, list[int]]]:
     """Run a command inside a running container; returns (pid, [stdin w, stdout r, stderr r] or [pty master])."""
     r, w = os.pipe2(os.O_CLOEXEC)
     if spec.tty:
@@ -313,8 +316,66 @@ def spawn_exec(spec: ExecSpec) -> tuple[int, list[int]]:
     os.close(w)
     for fd in set(child_fds):
         os.close(fd)
-    cpid = _collect(r, pid, parent_fds, "exec process did not start")
+    cpid = _collect((yield r), pid, parent_fds, "exec process did not start")
     return cpid, parent_fds
+
+
+# ------------------------------------------------------------------ drivers
+# Each *_steps generator forks, yields the report pipe's read end, and gets back
+# the report bytes (the child writes them and closes the pipe by exec'ing). The
+# daemon drives them on its event loop (``drive_async``), so a container whose
+# mounts take a while never stalls the other requests; tools and tests drive
+# them synchronously.
+def drive(gen):
+    r = next(gen)
+    try:
+        gen.send(_read_report(r))
+    except StopIteration as done:
+        return done.value
+    raise RuntimeError("spawn steps did not finish")
+
+
+async def drive_async(gen):
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    r = next(gen)
+    os.set_blocking(r, False)
+    chunks = []
+    try:
+        while True:
+            try:
+                b = os.read(r, 65536)
+            except BlockingIOError:
+                fut = loop.create_future()
+                loop.add_reader(r, lambda: fut.done() or fut.set_result(None))
+                try:
+                    await fut
+                finally:
+                    loop.remove_reader(r)
+                continue
+            if not b:
+                break
+            chunks.append(b)
+    finally:
+        os.close(r)
+    try:
+        gen.send(b"".join(chunks))
+    except StopIteration as done:
+        return done.value
+    raise RuntimeError("spawn steps did not finish")
+
+
+def spawn_sandbox(spec: SandboxSpec) -> int:
+    return drive(sandbox_steps(spec))
+
+
+def spawn_container(spec: ContainerSpec) -> tuple[int, int, int, int | None]:
+    return drive(container_steps(spec))
+
+
+def spawn_exec(spec: ExecSpec) -> tuple[int, list[int]]:
+    return drive(exec_steps(spec))
 
 
 def set_winsize(fd: int, rows: int, cols: int) -> None:

@@ -39,7 +39,7 @@ CGROUP_MOUNT = "/sys/fs/cgroup"
 
 class KubeletCluster:
     def __init__(self, node: Node, tmp: str, *, node_name: str = "node-1", proxy: bool = True,
-                 cni_conf_dir: str | None = None, scheduler: bool = True):
+                 cni_conf_dir: str | None = None, scheduler: bool = True, kubelet_extra: list[str] | None = None):
         self.node = node
         self.tmp = tmp
         self.node_name = node_name
@@ -47,6 +47,7 @@ class KubeletCluster:
         self.kubelet_port = free_port()
         self.url = f"http://{node.host_ip}:{self.port}"
         self.root = os.path.join(tmp, "kubelet")
+        self.kubelet_extra = list(kubelet_extra or [])
         self.cgroup_root = f"pocketkube/test-{node.tag}"
         self.token_file = os.path.join(tmp, "kubelet-token")
         with open(self.token_file, "w") as f:
@@ -65,7 +66,7 @@ class KubeletCluster:
         kubelet_args = [py, "-m", "deploy.cli", "kubelet", "--node-name", node_name, "--server", self.url,
                         "--pod-cidr", node.pod_cidr, "--node-ip", node.node_ip, "--port", str(self.kubelet_port),
                         "--root-dir", self.root, "--cgroup-root", self.cgroup_root,
-                        "--apiserver-token-file", self.token_file]
+                        "--apiserver-token-file", self.token_file, *self.kubelet_extra]
         if cni_conf_dir:
             kubelet_args += ["--cni-conf-dir", cni_conf_dir]
         self.kubelet = Proc(["nsenter", f"--net=/run/netns/{node.ns}", "--", *kubelet_args],

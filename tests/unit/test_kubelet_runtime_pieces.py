@@ -57,9 +57,11 @@ def test_follow_sees_appends_and_rotation_and_stops(tmp_path):
     running = [True]
     got = []
 
+    size, ino = logs.position(path)
+
     def reader():
-        for chunk in logs.follow(path, os.path.getsize(path), timestamps=False, still_running=lambda: running[0],
-                                 poll=0.01):
+        for chunk in logs.follow(path, size, timestamps=False, still_running=lambda: running[0], poll=0.01,
+                                 start_ino=ino):
             got.append(chunk)
 
     t = threading.Thread(target=reader)

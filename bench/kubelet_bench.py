@@ -1,0 +1,224 @@
+"""Kubelet benchmark: pod startup latency, sandbox network set-up, memory per pod. Prints one JSON line.
+
+Runs a real one-node cluster (the e2e node fixture: API server, scheduler,
+controller-manager, kubelet + runtime in a node namespace made for the run,
+removed at the end) and measures, in the same run:
+
+* bare operations, the floor a sandbox cannot beat: fork a process into new
+  net/ipc/uts namespaces (``spawn_sandbox``, the pause process), create a veth
+  pair with pyroute2, move one end into the process's namespace, address it
+  and bring both ends up; median per sandbox (``bare_sandbox_ms_p50``);
+* the kubelet's own sandbox set-up time (pause + CNI ADD), from its
+  ``/metrics`` (``sandbox_setup_ms_p50/p99``) and its ratio to the bare ops;
+* pod startup latency for 20 and for 100 pods created at once: from the
+  create call to the watch event showing the pod Running and Ready (the
+  Kubernetes pod-startup SLI; scheduling included), p50/p99;
+* memory per pod: the pause process's PSS plus the growth of the runtime's
+  and kubelet's PSS from 0 to 100 pods, divided by 100.
+
+Targets (issue 4): p50 <= 250 ms and p99 <= 1 s for 20 pods; <= 5 MB per pod.
+Needs root; run ``python3 bench/kubelet_bench.py``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from api import resources as R  # noqa: E402
+from bench.common import log, pct  # noqa: E402
+from client.rest import Client  # noqa: E402
+from tests.e2e.kubelet_cluster import KubeletCluster  # noqa: E402
+from tests.e2e.netns import Node  # noqa: E402
+
+BARE = r"""
+import json, os, signal, sys, time
+from pyroute2 import IPRoute, NetNS
+from kubelet.runtime.spawn import SandboxSpec, spawn_sandbox
+n = int(sys.argv[1]); out = []
+ipr = IPRoute()
+for i in range(n):
+    t = time.perf_counter()
+    pid = spawn_sandbox(SandboxSpec(hostname=f"bare{i}"))
+    host, peer = f"pkbare{i}", f"pkbp{i}"
+    ipr.link("add", ifname=host, kind="veth", peer=peer)
+    idx = ipr.link_lookup(ifname=peer)[0]
+    ipr.link("set", index=idx, net_ns_pid=pid)
+    ns = NetNS(f"/proc/{pid}/ns/net")
+    j = ns.link_lookup(ifname=peer)[0]
+    ns.addr("add", index=j, address=f"10.255.{i // 250}.{i % 250 + 2}", prefixlen=16)
+    ns.link("set", index=j, state="up")
+    ns.close()
+    ipr.link("set", index=ipr.link_lookup(ifname=host)[0], state="up")
+    out.append(time.perf_counter() - t)
+    os.kill(pid, signal.SIGKILL); os.waitpid(pid, 0)
+    try:
+        ipr.link("del", ifname=host)
+    except Exception:
+        pass
+ipr.close()
+print(json.dumps(out))
+"""
+
+
+def pss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def tree_pids(pid: int) -> list[int]:
+    """pid and its descendants (the kubelet's uvicorn/thread-free children, if any)."""
+    out = [pid]
+    try:
+        kids = open(f"/proc/{pid}/task/{pid}/children").read().split()
+    except OSError:
+        kids = []
+    for k in kids:
+        out += tree_pids(int(k))
+    return out
+
+
+def metrics(cluster: KubeletCluster) -> dict:
+    import httpx
+    token = open(cluster.token_file).read().strip()
+    text = subprocess.run(["nsenter", f"--net=/run/netns/{cluster.node.ns}", sys.executable, "-c",
+                           "import httpx,sys; print(httpx.get(sys.argv[1], headers={'Authorization': 'Bearer ' + "
+                           "sys.argv[2]}, timeout=5).text)",
+                           f"http://{cluster.node.node_ip}:{cluster.kubelet_port}/metrics", token],
+                          capture_output=True, text=True, timeout=30).stdout
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("pocketkube_kubelet_sandbox_setup_seconds{"):
+            q = line.split('quantile="')[1].split('"')[0]
+            out[q] = float(line.split()[-1])
+    del httpx
+    return out
+
+
+def startup(cluster: KubeletCluster, n: int, prefix: str) -> list[float]:
+    client = cluster.client
+    rv = client.list(R.PODS, "default")["metadata"]["resourceVersion"]
+    created: dict[str, float] = {}
+    ready: dict[str, float] = {}
+    done = threading.Event()
+
+    def watch() -> None:
+        w = Client(server=cluster.url, timeout=120)
+        try:
+            for typ, obj in w.watch(R.PODS, "default", resource_version=rv, timeout_seconds=120):
+                name = obj["metadata"]["name"]
+                st = obj.get("status") or {}
+                if name.startswith(prefix) and name not in ready and st.get("phase") == "Running" and any(
+                        c["type"] == "Ready" and c["status"] == "True" for c in st.get("conditions") or []):
+                    ready[name] = time.monotonic()
+                    if len(ready) == n:
+                        break
+        finally:
+            done.set()
+            w.close()
+
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    time.sleep(0.3)
+
+    def make(i: int) -> None:
+        c = Client(server=cluster.url)
+        name = f"{prefix}{i}"
+        created[name] = time.monotonic()
+        c.create(R.PODS, {"metadata": {"name": name, "namespace": "default"},
+                          "spec": {"terminationGracePeriodSeconds": 0, "containers": [
+                              {"name": "main", "image": "pocketkube/host", "args": ["sleep", "3600"]}]}})
+        c.close()
+
+    threads = [threading.Thread(target=make, args=(i,)) for i in range(n)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    done.wait(120)
+    lat = [ready[k] - created[k] for k in created if k in ready]
+    if len(lat) < n:
+        log(f"only {len(lat)}/{n} pods became ready")
+    return lat
+
+
+def delete_all(cluster: KubeletCluster, prefix: str) -> None:
+    names = [p["metadata"]["name"] for p in cluster.client.list(R.PODS, "default")["items"]
+             if p["metadata"]["name"].startswith(prefix)]
+    for name in names:
+        cluster.client.delete(R.PODS, name, "default")
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if not [p for p in cluster.client.list(R.PODS, "default")["items"] if p["metadata"]["name"].startswith(prefix)]:
+            return
+        time.sleep(0.2)
+
+
+def main() -> None:
+    if os.geteuid() != 0:
+        print("kubelet_bench: needs root", file=sys.stderr)
+        sys.exit(2)
+    tmp = tempfile.mkdtemp(prefix="pk-kubelet-bench-")
+    node = Node()
+    cluster = None
+    result: dict = {"bench": "kubelet"}
+    try:
+        node.setup()
+        cluster = KubeletCluster(node, tmp, proxy=False)
+        cluster.start()
+        log("cluster up; measuring bare operations")
+        bare = json.loads(subprocess.run(["nsenter", f"--net=/run/netns/{node.ns}", sys.executable, "-c", BARE, "30"],
+                                         capture_output=True, text=True, timeout=300, check=True,
+                                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__)))).stdout)
+        result["bare_sandbox_ms_p50"] = round(pct(bare, 50) * 1000, 1)
+        kubelet_pid = cluster.kubelet.proc.pid
+        runtime_pid = cluster.runtime_pid()
+        time.sleep(1)
+        base_pss = sum(pss_kb(p) for p in tree_pids(kubelet_pid)) + pss_kb(runtime_pid)
+        for n in (20, 100):
+            log(f"starting {n} pods at once")
+            lat = startup(cluster, n, f"b{n}-")
+            result[f"startup{n}_p50_ms"] = round(pct(lat, 50) * 1000, 1)
+            result[f"startup{n}_p99_ms"] = round(pct(lat, 99) * 1000, 1)
+            result[f"startup{n}_ready"] = len(lat)
+            if n == 100:
+                time.sleep(2)
+                pause = [int(p) for p in subprocess.run(["pgrep", "-f", "^pause infinity"], capture_output=True,
+                                                        text=True).stdout.split()]
+                mine = [p for p in pause if cluster.cgroup_root in open(f"/proc/{p}/cgroup").read()]
+                pause_pss = sum(pss_kb(p) for p in mine)
+                grown = sum(pss_kb(p) for p in tree_pids(kubelet_pid)) + pss_kb(runtime_pid) - base_pss
+                result["pause_pss_kb_each"] = round(pause_pss / max(1, len(mine)), 1)
+                result["kubelet_runtime_growth_kb_per_pod"] = round(grown / 100, 1)
+                result["mem_per_pod_mb"] = round((pause_pss + max(0, grown)) / 100 / 1024, 2)
+            m = metrics(cluster)
+            log(f"deleting {n} pods")
+            delete_all(cluster, f"b{n}-")
+        result["sandbox_setup_ms_p50"] = round(m.get("0.5", 0) * 1000, 1)
+        result["sandbox_setup_ms_p99"] = round(m.get("0.99", 0) * 1000, 1)
+        result["sandbox_setup_over_bare"] = round(result["sandbox_setup_ms_p50"] / max(0.1, result["bare_sandbox_ms_p50"]), 2)
+        result["targets"] = {"startup20_p50_ms": 250, "startup20_p99_ms": 1000, "mem_per_pod_mb": 5}
+        result["load_avg"] = os.getloadavg()[0]
+    finally:
+        if cluster is not None:
+            errs = cluster.stop()
+            if errs:
+                log("teardown:", errs)
+        node.destroy()
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
