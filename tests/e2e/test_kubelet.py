@@ -49,6 +49,40 @@ def logs(kc, name: str, container: str | None = None, **params) -> str:
     return kc.client.request("GET", f"/api/v1/namespaces/default/pods/{name}/log", params=q, raw=True).decode()
 
 
+# ------------------------------------------------------------------- the node
+def test_node_registration_heartbeat_and_kubelet_api_auth(kc):
+    node = kc.client.get(R.NODES, "node-1")
+    st = node["status"]
+    assert {"type": "InternalIP", "address": kc.node.node_ip} in st["addresses"]
+    assert st["daemonEndpoints"]["kubeletEndpoint"]["Port"] == kc.kubelet_port
+    assert st["capacity"]["pods"] == "110" and int(st["capacity"]["cpu"]) >= 1 and st["capacity"]["memory"].endswith("Ki")
+    assert node["spec"]["podCIDR"] == kc.node.pod_cidr
+    assert node["metadata"]["labels"]["kubernetes.io/hostname"] == "node-1"
+    assert node["metadata"]["labels"]["kubernetes.io/os"] == "linux"
+    ready = next(c for c in st["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "True" and ready["reason"] == "KubeletReady"
+    lease = kc.client.get(R.LEASES, "node-1", "kube-node-lease")
+    first = lease["spec"]["renewTime"]
+    assert lease["spec"]["holderIdentity"] == "node-1"
+    wait_until(lambda: kc.client.get(R.LEASES, "node-1", "kube-node-lease")["spec"]["renewTime"] != first,
+               timeout=25, interval=1, what="lease renewed within one heartbeat")
+    # the kubelet API refuses anyone without the API server's token
+    url = f"http://{kc.node.node_ip}:{kc.kubelet_port}"
+    probe = ("import sys, urllib.request as u\n"
+             "def get(path, token=None):\n"
+             "    r = u.Request(sys.argv[1] + path, headers={'Authorization': 'Bearer ' + token} if token else {})\n"
+             "    try:\n"
+             "        return u.urlopen(r, timeout=5).status\n"
+             "    except u.HTTPError as e:\n"
+             "        return e.code\n"
+             "print(get('/healthz'), get('/containerLogs/default/x/y'), get('/containerLogs/default/x/y', 'wrong'),"
+             " get('/containerLogs/default/x/y', sys.argv[2]))\n")
+    token = open(kc.token_file).read().strip()
+    r = subprocess.run(["nsenter", f"--net=/run/netns/{kc.node.ns}", sys.executable, "-c", probe, url, token],
+                       capture_output=True, text=True, timeout=30)
+    assert r.stdout.split() == ["200", "401", "401", "404"], r
+
+
 # ---------------------------------------------------------------- networking
 def test_pod_to_pod_two_containers_localhost_files_and_env(kc):
     kc.pod("srv", [{"name": "web", "image": HOST, "args": ["python3", "-m", "http.server", "8080"],
