@@ -86,8 +86,18 @@ class PodSyncer:
     # ---------------------------------------------------------------- wiring
     def register(self, pod_informer) -> None:
         pod_informer.add_handler(on_add=lambda o: self.queue.add(pod_key(o)),
-                                 on_update=lambda _o, n: self.queue.add(pod_key(n)),
+                                 on_update=self._on_update,
                                  on_delete=lambda o: self.queue.add(pod_key(o)))
+
+    def _on_update(self, old: dict, new: dict) -> None:
+        """A change to what the pod should be; not the echo of our own status write (the PLEG and
+        timers cover the node's side)."""
+        om, nm = old.get("metadata") or {}, new.get("metadata") or {}
+        if old.get("spec") != new.get("spec") or om.get("uid") != nm.get("uid") or \
+                om.get("deletionTimestamp") != nm.get("deletionTimestamp") or \
+                om.get("annotations") != nm.get("annotations") or \
+                nm["uid"] not in self._last_status:
+            self.queue.add(pod_key(new))
 
     def start(self) -> None:
         for sb in self._sandboxes():

@@ -287,7 +287,7 @@ class Runtime:
 
     def list_sandboxes(self, namespace: str | None = None, name: str | None = None) -> dict:
         """All sandboxes, or those of one pod name (the kubelet's per-pod sync asks for its own only)."""
-        return {"items": [asdict(s) for s in self.sandboxes.values()
+        return {"items": [dict(vars(s)) for s in self.sandboxes.values()
                           if (namespace is None or s.pod.get("namespace") == namespace)
                           and (name is None or s.pod.get("name") == name)]}
 
@@ -415,7 +415,7 @@ class Runtime:
         return {}
 
     def list_containers(self, sandbox_id: str | None = None) -> dict:
-        return {"items": [asdict(c) for c in self.containers.values()
+        return {"items": [dict(vars(c)) for c in self.containers.values()
                           if sandbox_id is None or c.sandbox_id == sandbox_id]}
 
     def _container(self, id: str) -> Container:
