@@ -461,3 +461,22 @@ def test_cluster_dns_from_a_real_pod(kc, tmp_path):
         except Exception:  # noqa: BLE001
             pass
         dns.stop()
+
+
+def test_pkctl_logs_and_exec_against_the_real_kubelet(kc):
+    kc.pod("pk", [sh("for i in 1 2 3; do echo line $i; done; sleep 600")])
+    kc.wait_running("pk")
+    wait_until(lambda: "line 3" in logs(kc, "pk"), timeout=10, what="logs")
+
+    def pkctl(*args, input=None):
+        return subprocess.run([sys.executable, "-m", "pkctl.main", "-s", kc.url, *args], capture_output=True,
+                              text=True, timeout=60, input=input)
+    r = pkctl("logs", "pk", "--tail", "2")
+    assert r.returncode == 0 and r.stdout == "line 2\nline 3\n", r
+    r = pkctl("exec", "pk", "--", "sh", "-c", "echo out; echo err >&2; hostname; exit 3")
+    assert r.returncode == 3 and "out\npk\n" in r.stdout and "err" in r.stderr, r
+    r = pkctl("exec", "-i", "pk", "--", "cat", input="through stdin\n")
+    assert r.returncode == 0 and r.stdout == "through stdin\n", r
+    r = pkctl("logs", "nosuchpod")
+    assert r.returncode != 0 and 'pods "nosuchpod" not found' in r.stderr
+    kc.delete_pod("pk")
