@@ -149,8 +149,10 @@ def main(argv: list[str] | None = None) -> None:
             _fail(f"no CNI config in {conf_dir} and no pod CIDR (give --pod-cidr or set the Node's spec.podCIDR)")
         write_default_conflist(conf_dir, pod_cidr, data_dir=os.path.join(root, "cni", "ipam"))
     network = CNI(conf_dir, bin_dirs, os.path.join(root, "cni", "cache"))
-    import kubelet.cni.plugin  # noqa: F401 - import pyroute2 now, not under the import lock of the first ADDs
-    import pyroute2  # noqa: F401
+    # Warm pyroute2 up now: it imports most of itself lazily on first use, and the first
+    # sandboxes would otherwise wait on the import lock one after another (~0.5 s).
+    from kubelet.cni import plugin as cni_plugin
+    cni_plugin._shared_netlink().link("lo")
     try:
         network.load()
     except Exception as e:  # noqa: BLE001 - a broken conflist is a start-up error with its message
