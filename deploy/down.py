@@ -1,0 +1,122 @@
+"""`pocketkube down`: stop everything `up` started and remove everything it made; idempotent.
+
+Order: the kubelet (so it recreates nothing); every pod sandbox through the
+runtime socket (pause and container processes die, their cgroups go), then
+the runtime daemon by its PID file; DNS (it withdraws its address from the
+kube-dns Endpoints while the API server is still up), proxy, scheduler,
+controller-manager, API server; whatever is still in the cluster's cgroup
+tree is killed and the tree removed; then the egress rules, the host routes,
+the link and the node namespace. The names come from the data directory
+(``deploy.state``), so this works even when state.json is gone.
+
+DIR/data (the stored objects), the credentials and the logs stay, so `up`
+brings the same cluster back; ``--purge`` deletes the data directory too
+(never following a mount point left under it). A second `down` finds
+nothing and says so.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from deploy import netsetup, procs
+from deploy.state import COMPONENTS, DEFAULT_DATA_DIR, Settings, StateError, load_state, save_state
+from deploy.system import CommandError, RealSystem, System
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pocketkube down", description=(
+        "Stop the cluster `pocketkube up` started and remove its namespace, link, routes and rules. "
+        "The stored objects stay (DIR/data) unless --purge."))
+    p.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help=f"the cluster's data directory (default {DEFAULT_DATA_DIR})")
+    p.add_argument("--purge", action="store_true", help="also delete the data directory (stored objects, logs, credentials)")
+    return p
+
+
+def looks_like_ours(data_dir: str) -> bool:
+    return any(os.path.exists(os.path.join(data_dir, f)) for f in ("state.json", "tokens.csv", "kubeconfig", "run"))
+
+
+def down(sys_: System, data_dir: str, purge: bool = False, quiet: bool = False,
+         sandbox_remover=procs.remove_sandboxes, cgroup_killer=procs.kill_cgroup_tree) -> int:
+    say = (lambda m: None) if quiet else (lambda m: print(m, flush=True))  # noqa: E731
+    data_dir = os.path.abspath(data_dir)
+    try:
+        saved = load_state(data_dir)
+    except StateError as e:
+        say(f"pocketkube down: {e}; removing what the data directory's names point at")
+        saved = None
+    s = saved or Settings(data_dir=data_dir)
+    lay = s.layout
+    done: list[str] = []
+    errors: list[str] = []
+
+    def attempt(what: str, fn):
+        try:
+            return fn()
+        except (CommandError, OSError) as e:
+            errors.append(f"{what}: {e}")
+            return None
+
+    if attempt("kubelet", lambda: procs.stop_components(sys_, lay, ["kubelet"], grace=15.0)):
+        done.append("stopped kubelet")
+    r = attempt("runtime", lambda: procs.stop_runtime(sys_, lay, sandbox_remover))
+    if r:
+        what, errs = r
+        done += [f"removed {w}" if "sandbox" in w else f"stopped {w}" for w in what]
+        errors += errs
+    rest = [n for n in reversed(COMPONENTS) if n != "kubelet"]     # dns, proxy, scheduler, cm, apiserver
+    stopped = attempt("components", lambda: procs.stop_components(sys_, lay, rest[:-1])) or []
+    stopped += attempt("apiserver", lambda: procs.stop_components(sys_, lay, ["apiserver"])) or []
+    done += [f"stopped {n}" for n in stopped]
+    r = attempt("cgroups", lambda: cgroup_killer(s.cgroup_root))
+    if r:
+        found, errs = r
+        if found:
+            done.append(f"removed cgroups {s.cgroup_root}")
+        errors += errs
+    done += attempt("egress", lambda: netsetup.remove_egress(sys_, s)) or []
+    done += [f"removed {w}" for w in attempt("routes", lambda: netsetup.remove_host_routes(sys_, s)) or []]
+    done += [f"removed {w}" for w in attempt("link", lambda: netsetup.remove_link(sys_, s)) or []]
+    done += [f"removed {w}" for w in attempt("namespace", lambda: netsetup.remove_netns(sys_, s)) or []]
+    if saved is not None and not errors:
+        saved.host_routes_added, saved.egress_applied = [], {}
+        if os.path.isdir(data_dir):
+            save_state(saved)
+    if purge and os.path.isdir(data_dir):
+        if errors:
+            errors.append(f"not purging {data_dir}: clean-up was incomplete")
+        elif not looks_like_ours(data_dir):
+            errors.append(f"not purging {data_dir}: it does not look like a pocketkube data directory")
+        else:
+            left = procs.safe_rmtree(data_dir)
+            if left:
+                errors.append(f"left mount points alone under {data_dir}: {', '.join(left)}")
+            done.append(f"deleted {data_dir}")
+    for d in done:
+        say(f"  {d}")
+    for e in errors:
+        say(f"  error: {e}")
+    if errors:
+        say("pocketkube down: finished with errors (run it again; what is already gone is skipped)")
+        return 1
+    if not done:
+        say(f"pocketkube down: nothing to do (no cluster from {data_dir} is running)")
+    else:
+        kept = "" if purge else f"; stored objects kept in {lay.db_dir} (--purge deletes them)"
+        say(f"pocketkube down: done{kept}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    sys_ = RealSystem()
+    if sys_.geteuid() != 0:
+        print("pocketkube down: must run as root\n    fix: sudo pocketkube down ...", file=sys.stderr)
+        sys.exit(1)
+    sys.exit(down(sys_, args.data_dir, args.purge))
+
+
+if __name__ == "__main__":
+    main()
