@@ -192,6 +192,11 @@ class WorkQueue:
         with self._cond:
             return len(self._waiting)
 
+    def num_processing(self) -> int:
+        """Keys handed out by get() and not yet done()."""
+        with self._cond:
+            return len(self._processing)
+
     def is_processing(self, key: Hashable) -> bool:
         with self._cond:
             return key in self._processing

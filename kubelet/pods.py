@@ -82,6 +82,8 @@ class PodSyncer:
         # recent sandbox set-up times (pause process + CNI ADD), served on the kubelet's /metrics
         self.sandbox_setup_seconds: deque[float] = deque(maxlen=1000)
         self._events: queue.Queue = queue.Queue()
+        self._terminating: set[str] = set()
+        self._term_lock = threading.Lock()
 
     # ---------------------------------------------------------------- wiring
     def register(self, pod_informer) -> None:
@@ -177,14 +179,22 @@ class PodSyncer:
         if self._events.qsize() >= 1000:
             log.warning("event queue full; dropping %s for %s", reason, pod_key(pod))
             return
-        self._events.put((pod, reason, message, type_))
+        self._events.put((time.monotonic(), pod, reason, message, type_))
+
+    EVENT_MAX_DELAY = 2.0
 
     def _event_loop(self) -> None:
+        """Post queued Events, giving way to pod syncs: an Event waits while pods are being synced, but
+        never longer than EVENT_MAX_DELAY (on 2 cores the API server's CPU for four Events per pod would
+        otherwise come straight out of pod start-up latency)."""
         while True:
             item = self._events.get()
             if item is None:
                 return
-            pod, reason, message, type_ = item
+            queued, pod, reason, message, type_ = item
+            while (self.queue.len() or self.queue.num_processing()) and \
+                    time.monotonic() - queued < self.EVENT_MAX_DELAY and not self._stop.is_set():
+                time.sleep(0.05)
             try:
                 self.client.create_event(pod, reason, message, type=type_, component="kubelet",
                                          host=self.node_name, rt=R.PODS)
@@ -227,7 +237,14 @@ class PodSyncer:
                 self._forget_pod(sb["pod"]["uid"])
         mine = [s for s in sandboxes if s["pod"].get("uid") == uid]
         if pod["metadata"].get("deletionTimestamp"):
-            self._terminate(pod, mine)
+            # Termination waits up to the grace period; it gets a thread of its own so a few slow
+            # deletions never hold every worker (the kubelet's per-pod workers do the same).
+            with self._term_lock:
+                if uid in self._terminating:
+                    return None
+                self._terminating.add(uid)
+            threading.Thread(target=self._terminate_thread, args=(pod, mine), daemon=True,
+                             name=f"terminate-{pod['metadata']['name']}").start()
             return None
         return self._sync_running(pod, mine)
 
@@ -529,6 +546,19 @@ class PodSyncer:
         if g is None:
             g = spec.get("terminationGracePeriodSeconds")
         return int(30 if g is None else g)
+
+    def _terminate_thread(self, pod: dict, sandboxes: list[dict]) -> None:
+        uid = pod["metadata"]["uid"]
+        try:
+            self._terminate(pod, sandboxes)
+        except Exception as e:  # noqa: BLE001 - retried through the queue
+            log.warning("terminating %s failed (will retry): %s", pod_key(pod), e)
+            with self._term_lock:
+                self._terminating.discard(uid)
+            self.queue.add_rate_limited(pod_key(pod))
+            return
+        with self._term_lock:
+            self._terminating.discard(uid)
 
     def _terminate(self, pod: dict, sandboxes: list[dict]) -> None:
         uid = pod["metadata"]["uid"]
