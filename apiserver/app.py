@@ -213,7 +213,10 @@ def create_app(cfg: ServerConfig) -> FastAPI:
         raise errors.path_not_found(request.url.path)
 
     async def core_websocket(ws: WebSocket) -> None:
-        """WebSocket upgrades: pods/exec relays to the kubelet; anything else is refused with a Status."""
+        """WebSocket upgrades: pods/exec and portforward relay to the kubelet; anything else is refused.
+
+        (SPDY/3.1 upgrades, and WebSockets tunnelling SPDY, arrive as http requests with a takeover in
+        the scope: see apiserver/rawupgrade.py and NodeRelay.without_upgrade.)"""
         parts = ws.path_params["rest"].split("/")
         if len(parts) == 6 and parts[:2] == ["v1", "namespaces"] and parts[3] == "pods" and parts[5] in ("exec", "attach", "portforward"):
             return await state.relay.websocket(ws, parts[2], parts[4], parts[5])

@@ -2,6 +2,10 @@
 
 Flags follow kube-apiserver's names where they exist (DESIGN.md lists the
 ones every launcher relies on). Only wiring lives here.
+
+uvicorn runs with ``RawUpgradeProtocol`` (apiserver/rawupgrade.py) as its
+HTTP protocol: httptools' protocol plus the raw-socket path that SPDY/3.1
+exec and port-forward need, on every listener and under TLS alike.
 """
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="SQLite durability: NORMAL survives a killed process, FULL also a power cut (default NORMAL)")
     p.add_argument("--token-auth-file", default=None, help="token file (token,user,uid[,groups]); requests then need a bearer token")
     p.add_argument("--kubelet-token-file", default=None,
-                   help="file whose first line is the bearer token sent to kubelets when relaying pods/log and pods/exec")
+                   help="file whose first line is the bearer token sent to kubelets (pods/log, exec, portforward)")
     p.add_argument("--service-cluster-ip-range", default="10.96.0.0/12", help="service IP range (default 10.96.0.0/12)")
     p.add_argument("--service-node-port-range", default="30000-32767", help="NodePort range (default 30000-32767)")
     p.add_argument("--kube-version", default="v1.31.0", help="Kubernetes version reported by /version (default v1.31.0)")
@@ -87,6 +91,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from .app import FastPath, ServerConfig, create_app
     from .auth import TokenFileError
+    from .rawupgrade import RawUpgradeProtocol
 
     cfg = ServerConfig(
         storage_url=url, service_cidr=str(net), kube_version=args.kube_version,
@@ -114,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
         sock.set_inheritable(True)
         sockets.append(sock)
     config = uvicorn.Config(
-        FastPath(app), log_level="warning", loop="uvloop", http="httptools", access_log=False,
+        FastPath(app), log_level="warning", loop="uvloop", http=RawUpgradeProtocol, access_log=False,
         ssl_certfile=args.tls_cert_file, ssl_keyfile=args.tls_private_key_file,
         timeout_graceful_shutdown=3,
     )

@@ -1,19 +1,38 @@
-"""The relay from the API server to a pod's kubelet: pods/log and pods/exec.
+"""The relay from the API server to a pod's kubelet: pods/log, pods/exec and pods/portforward.
 
 Why the API server relays at all: in Kubernetes a client never talks to a
-kubelet. `kubectl logs` and `kubectl exec` ask the API server for the pod's
-`log` and `exec` subresources; the API server authenticates the client, finds
-the pod's node, and proxies the request to that node's kubelet, which owns the
-containers' output and can start processes in them. Clients need only the API
-server's address and credentials, kubelets accept only the API server, and
-every component keeps talking to the API server alone (DESIGN.md, Processes).
+kubelet. `kubectl logs`, `exec` and `port-forward` ask the API server for the
+pod's `log`, `exec` and `portforward` subresources; the API server
+authenticates the client, finds the pod's node, and proxies the request to
+that node's kubelet, which owns the containers' output, can start processes
+in them and reach their ports. Clients need only the API server's address and
+credentials, kubelets accept only the API server, and every component keeps
+talking to the API server alone (DESIGN.md, Processes).
 
 Address resolution, as kube-apiserver's node connection getter does it: the
 pod's `spec.nodeName` names a Node; its `status.addresses` give the host (the
 InternalIP entry, else the Hostname one) and
 `status.daemonEndpoints.kubeletEndpoint.Port` the port (10250 when absent).
-The kubelet speaks plain HTTP here: `GET /containerLogs/{ns}/{pod}/{container}`
-and the WebSocket `GET /exec/{ns}/{pod}/{container}` (v5/v4.channel.k8s.io).
+The kubelet speaks plain HTTP here: `GET /containerLogs/{ns}/{pod}/{container}`,
+the WebSocket `GET /exec/{ns}/{pod}/{container}` (v5/v4.channel.k8s.io) and
+the WebSocket `GET /portForward/{ns}/{pod}?ports=P` (Kubernetes' WebSocket
+port-forward protocol, v4.channel.k8s.io: port i has data channel 2i and error
+channel 2i+1, each starting with the port as 2 bytes little endian; pocketkube
+adds one thing, an empty data message from the client meaning "no more data",
+which the kubelet turns into a half-close of the pod connection).
+
+Transports towards the client, by kubectl version:
+- exec over WebSocket (1.30+): relayed frame for frame (`exec`, `_pump`);
+- exec over SPDY/3.1 (1.27-1.29) and port-forward over SPDY/3.1 (up to 1.30)
+  or over SPDY tunnelled in a WebSocket (`SPDY/3.1+portforward.k8s.io`, 1.31+):
+  these reach the app through the raw-socket path (apiserver/rawupgrade.py)
+  as http requests carrying a takeover; `upgrade` checks everything, answers
+  errors as Status responses, and only then takes the socket and runs an
+  `ExecSession` or `PortForwardSession` (apiserver/spdyrelay.py, framing in
+  apiserver/spdy.py) against the kubelet's WebSockets;
+- port-forward over WebSocket channels (v4.channel.k8s.io, the Python client):
+  relayed frame for frame to the kubelet's /portForward.
+Port-forward requires the pod to be Running, as kubectl checks.
 
 The token: a kubelet accepts only requests bearing the API server's bearer
 token, read from `--kubelet-token-file` (its first line). Without the flag no
@@ -29,10 +48,11 @@ Errors the kubelet answers (a Status body and its code) are passed on; a
 kubelet that cannot be reached is a 503 naming the node and address. Exec over
 WebSocket is always accepted and then refused the Kubernetes way, with the
 Status on channel 3 and a 1000 close: kubectl 1.30+ retries with SPDY on any
-non-101 answer, which would only hide the reason.
+non-101 answer, which would only hide the reason. Over SPDY the kubelet
+connection is opened before the 101, so its refusal is the HTTP answer
+(kubectl prints `Error from server (...)`).
 
-Not relayed yet (later issues): exec over SPDY/3.1 (kubectl 1.27-1.29),
-attach, and port-forward; they answer a Status that says so.
+Not relayed yet: attach; it answers a Status that says so.
 """
 from __future__ import annotations
 
@@ -51,7 +71,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from api import resources as R
 
-from . import errors
+from . import errors, rawupgrade, spdyrelay
 from .auth import TokenFileError
 
 log = logging.getLogger("pocketkube.apiserver.noderelay")
@@ -62,6 +82,10 @@ OPEN_TIMEOUT = 10.0  # connect + WebSocket handshake
 READ_TIMEOUT = 60.0  # between chunks of a non-follow log
 MAX_FRAME = 16 * 1024 * 1024  # the same limit uvicorn puts on client frames
 CHANNEL_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io")
+# exec over SPDY, server preference first (v5 over SPDY means nothing more than v4 to kubectl 1.29)
+SPDY_EXEC_PROTOCOLS = ("v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io", "channel.k8s.io")
+PORTFORWARD_PROTOCOL = "portforward.k8s.io"
+PORTFORWARD_WS_PROTOCOLS = ("v4.channel.k8s.io", "portforward.k8s.io")
 LOG_INT_PARAMS = ("tailLines", "limitBytes", "sinceSeconds")
 LOG_BOOL_PARAMS = ("follow", "previous", "timestamps")
 EXEC_BOOL_PARAMS = ("stdin", "stdout", "stderr", "tty")
@@ -104,8 +128,10 @@ class Target:
         return f'the kubelet of node "{self.node}" at {self.hostport}'
 
     def path(self, kind: str) -> str:
-        return "/".join((f"/{kind}", quote(self.namespace, safe=""), quote(self.pod, safe=""),
-                         quote(self.container, safe="")))
+        parts = [f"/{kind}", quote(self.namespace, safe=""), quote(self.pod, safe="")]
+        if self.container:
+            parts.append(quote(self.container, safe=""))
+        return "/".join(parts)
 
 
 def kubelet_address(node: dict) -> tuple[str | None, int]:
@@ -181,7 +207,7 @@ def log_params(request: Request) -> list[tuple[str, str]]:
     return out
 
 
-def exec_params(ws: WebSocket) -> list[tuple[str, str]]:
+def exec_params(ws: HTTPConnection) -> list[tuple[str, str]]:
     commands = ws.query_params.getlist("command")
     if not commands:
         raise errors.bad_request("you must specify at least one command for the container")
@@ -189,6 +215,29 @@ def exec_params(ws: WebSocket) -> list[tuple[str, str]]:
     if not set(flags) & {"stdin", "stdout", "stderr"}:
         raise errors.bad_request("you must specify at least 1 of stdin, stdout, stderr")
     return [("command", c) for c in commands] + [(p, "true") for p in flags]
+
+
+def stream_protocols(request: HTTPConnection) -> list[str]:
+    """The X-Stream-Protocol-Version offers of a SPDY upgrade (one header each, or comma-joined)."""
+    return [p.strip() for v in request.headers.getlist("x-stream-protocol-version") for p in v.split(",") if p.strip()]
+
+
+def portforward_ports(conn: HTTPConnection) -> list[int]:
+    """`ports` (or Kubernetes' kubelet-side `port`) query values, comma-separated or repeated."""
+    raw = conn.query_params.getlist("ports") + conn.query_params.getlist("port")
+    if not raw:
+        raise errors.bad_request('query parameter "ports" is required')
+    ports = []
+    for value in raw:
+        for p in value.split(","):
+            try:
+                n = int(p)
+            except ValueError:
+                n = 0
+            if not 0 < n < 65536:
+                raise errors.bad_request(f'invalid port "{p}": must be between 1 and 65535')
+            ports.append(n)
+    return ports
 
 
 def negotiate(ws: WebSocket) -> str | None:
@@ -296,7 +345,10 @@ class NodeRelay:
 
     async def target(self, ns: str, name: str, container: str | None, sub: str) -> Target:
         pod = await self.pod(ns, name)
-        chosen = choose_container(pod, container, sub)
+        return await self.kubelet_of(pod, choose_container(pod, container, sub))
+
+    async def kubelet_of(self, pod: dict, container: str = "") -> Target:
+        """Where the pod's kubelet is (container "" for pod-level requests such as port-forward)."""
         node_name = pod["spec"]["nodeName"]
         node = await self.lookup(R.NODES, None, node_name)
         if node is None:
@@ -306,7 +358,33 @@ class NodeRelay:
             raise errors.unavailable(
                 f'node "{node_name}" has no InternalIP or Hostname in status.addresses, so its kubelet '
                 "cannot be reached (has the kubelet registered the node?)")
-        return Target(ns, name, chosen, node_name, host, port)
+        return Target(pod["metadata"].get("namespace") or "", pod["metadata"]["name"], container, node_name, host, port)
+
+    async def running_pod(self, ns: str, name: str) -> dict:
+        """The pod for port-forward: bound and Running (kubectl refuses others with these words too)."""
+        pod = await self.pod(ns, name)
+        phase = (pod.get("status") or {}).get("phase") or "Pending"
+        if phase != "Running":
+            raise errors.bad_request(f"unable to forward port because pod is not running. Current status={phase}")
+        return pod
+
+    async def kubelet_ws(self, t: Target, path: str, params: list[tuple[str, str]], subprotocols: list[str]):
+        """A WebSocket to the kubelet; every failure is the StatusError to answer with."""
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
+
+        url = f"ws://{t.hostport}{path}?{urlencode(params)}"
+        try:
+            return await connect(
+                url, subprotocols=subprotocols or None, additional_headers=self.headers,
+                open_timeout=OPEN_TIMEOUT, proxy=None, compression=None, max_size=MAX_FRAME,
+                ping_interval=30, ping_timeout=60, user_agent_header="pocketkube-apiserver")
+        except InvalidStatus as e:
+            raise kubelet_error(t, e.response.status_code, e.response.body or b"")
+        except (OSError, TimeoutError) as e:
+            raise self._unreachable(t, e)
+        except (InvalidHandshake, InvalidURI) as e:
+            raise errors.unavailable(f"{t.where} did not accept the WebSocket for {path.split('/')[1]}: {e}")
 
     def _unreachable(self, t: Target, e: BaseException) -> errors.StatusError:
         why = _why(e)
@@ -342,9 +420,11 @@ class NodeRelay:
 
     # ------------------------------------------------------------ WebSockets
     async def websocket(self, ws: WebSocket, ns: str, name: str, sub: str) -> None:
-        """Every pod subresource WebSocket: exec is relayed, attach and portforward refused."""
+        """Every pod subresource WebSocket: exec and portforward are relayed, attach refused."""
         if sub == "exec":
             return await self.exec(ws, ns, name)
+        if sub == "portforward":
+            return await self.portforward_ws(ws, ns, name)
         try:
             await self.not_relayed(ns, name, sub)
         except errors.StatusError as e:
@@ -353,28 +433,131 @@ class NodeRelay:
     async def not_relayed(self, ns: str, name: str, sub: str) -> None:
         """Raises: the pod's own errors first, then 503 saying the subresource is not relayed yet."""
         await self.pod(ns, name)
-        later = {"portforward": "port-forward relaying (SPDY framing) is a later issue",
-                 "attach": "attach relaying is a later issue"}.get(sub, "")
-        raise errors.unavailable(f"pods/{sub} is not relayed to the kubelet by this server yet" +
-                                 (f": {later}" if later else ""))
+        raise errors.unavailable(f"pods/{sub} is not relayed to the kubelet by this server yet: "
+                                 f"{sub} relaying is a later issue")
 
     async def without_upgrade(self, request: Request, ns: str, name: str, sub: str) -> Response:
-        """pods/exec or portforward as plain HTTP or SPDY: always a Status error, never a hang or a 500."""
-        if sub != "exec":
+        """pods/exec or portforward as plain HTTP or SPDY: the SPDY relay when the socket can be taken,
+        otherwise always a Status error, never a hang or a 500."""
+        takeover = (request.scope.get("extensions") or {}).get(rawupgrade.EXTENSION)
+        if takeover is not None:
+            return await self.upgrade(request, ns, name, sub, takeover)
+        if sub not in ("exec", "portforward"):
             await self.not_relayed(ns, name, sub)
         await self.pod(ns, name)
         upgrade = (request.headers.get("upgrade") or "").strip()
         if upgrade.lower().startswith("spdy"):
             raise errors.bad_request(
-                f"pods/exec over {upgrade} (kubectl 1.27-1.29) is not supported by this server yet: "
-                "use kubectl 1.30 or newer, which speaks WebSocket (v5.channel.k8s.io)")
+                f"pods/{sub} over {upgrade} needs the API server's raw-socket path "
+                "(apiserver.rawupgrade.RawUpgradeProtocol, which `pocketkube apiserver` runs); this listener "
+                "has none: use a WebSocket client (kubectl 1.30 or newer for exec, 1.31 for port-forward)")
+        if sub == "portforward":
+            raise errors.bad_request("Upgrade request required: pods/portforward is a SPDY/3.1 (portforward.k8s.io) "
+                                     "or WebSocket (v4.channel.k8s.io) request")
         raise errors.bad_request("Upgrade request required: pods/exec is a WebSocket (v5.channel.k8s.io or "
-                                 "v4.channel.k8s.io) request; SPDY/3.1 is not supported yet")
+                                 "v4.channel.k8s.io) or SPDY/3.1 request")
+
+    async def upgrade(self, request: Request, ns: str, name: str, sub: str, takeover) -> Response:
+        """SPDY/3.1 (or SPDY in a WebSocket): every check first, as Status answers; then the socket."""
+        log.debug("pods/%s for %s/%s over %s", sub, ns, name,
+                  "SPDY/3.1" if takeover.kind == "spdy" else rawupgrade.TUNNEL_SUBPROTOCOL)
+        if sub == "exec" and takeover.kind == "spdy":
+            return await self._spdy_exec(request, ns, name, takeover)
+        if sub == "portforward":
+            return await self._spdy_portforward(request, ns, name, takeover)
+        if sub == "exec":
+            raise errors.bad_request("pods/exec over WebSocket needs one of the subprotocols "
+                                     f"{', '.join(CHANNEL_PROTOCOLS)}; offered: {rawupgrade.TUNNEL_SUBPROTOCOL}")
+        await self.not_relayed(ns, name, sub)
+        raise AssertionError("unreachable")
+
+    async def _spdy_exec(self, request: Request, ns: str, name: str, takeover) -> Response:
+        offered = stream_protocols(request)
+        proto = next((p for p in SPDY_EXEC_PROTOCOLS if p in offered), None)
+        if offered and proto is None:
+            raise errors.StatusError(403, "Forbidden", "unable to upgrade: unable to negotiate protocol: client "
+                                     f"supports {offered}, server supports {list(SPDY_EXEC_PROTOCOLS)}")
+        params = exec_params(request)
+        flags = {p for p, _ in params if p != "command"}
+        t = await self.target(ns, name, request.query_params.get("container"), "exec")
+        # The kubelet first: its refusal, or its absence, is this request's answer.
+        upstream = await self.kubelet_ws(t, t.path("exec"), params, ["v5.channel.k8s.io", "v4.channel.k8s.io"])
+        expected = {"error"} | (flags & {"stdin", "stdout"})
+        if "tty" in flags:
+            if proto in ("v3.channel.k8s.io", "v4.channel.k8s.io"):
+                expected.add("resize")
+        elif "stderr" in flags:
+            expected.add("stderr")
+        headers = [("Connection", "Upgrade"), ("Upgrade", "SPDY/3.1")]
+        if proto:
+            headers.append(("X-Stream-Protocol-Version", proto))
+        try:
+            conn = await takeover.accept(rawupgrade.response_head("101 Switching Protocols", headers))
+        except ConnectionError:
+            await upstream.close()
+            return rawupgrade.TAKEN
+        try:
+            await spdyrelay.ExecSession(conn, upstream, proto or "channel.k8s.io", expected, t.where).run()
+        except Exception:  # noqa: BLE001 - the socket is ours: nothing to answer, log and close
+            log.exception("SPDY exec session for %s/%s failed", ns, name)
+            conn.close()
+        return rawupgrade.TAKEN
+
+    async def _spdy_portforward(self, request: Request, ns: str, name: str, takeover) -> Response:
+        pod = await self.running_pod(ns, name)
+        t = await self.kubelet_of(pod)
+        if takeover.kind == "spdy":
+            offered = stream_protocols(request)
+            if offered and PORTFORWARD_PROTOCOL not in offered:
+                raise errors.StatusError(403, "Forbidden", "unable to upgrade: unable to negotiate protocol: client "
+                                         f"supports {offered}, server supports ['{PORTFORWARD_PROTOCOL}']")
+            headers = [("Connection", "Upgrade"), ("Upgrade", "SPDY/3.1"),
+                       ("X-Stream-Protocol-Version", PORTFORWARD_PROTOCOL)]
+        else:
+            key = request.headers.get("sec-websocket-key")
+            if not key or request.headers.get("sec-websocket-version") != "13":
+                raise errors.bad_request("a WebSocket upgrade needs Sec-WebSocket-Key and Sec-WebSocket-Version: 13")
+            headers = [("Upgrade", "websocket"), ("Connection", "Upgrade"),
+                       ("Sec-WebSocket-Accept", rawupgrade.websocket_accept(key)),
+                       ("Sec-WebSocket-Protocol", rawupgrade.TUNNEL_SUBPROTOCOL)]
+        try:
+            raw = await takeover.accept(rawupgrade.response_head("101 Switching Protocols", headers))
+        except ConnectionError:
+            return rawupgrade.TAKEN
+        conn = raw if takeover.kind == "spdy" else rawupgrade.WebSocketStream(raw)
+
+        async def open_port(port: int):
+            return await self.kubelet_ws(t, t.path("portForward"), [("ports", str(port))], ["v4.channel.k8s.io"])
+
+        try:
+            await spdyrelay.PortForwardSession(conn, open_port, t.where).run()
+        except Exception:  # noqa: BLE001
+            log.exception("SPDY port-forward session for %s/%s failed", ns, name)
+            conn.close()
+        return rawupgrade.TAKEN
+
+    async def portforward_ws(self, ws: WebSocket, ns: str, name: str) -> None:
+        """Port-forward over WebSocket channels (v4.channel.k8s.io): the kubelet speaks the same protocol."""
+        offered = [p.strip() for p in (ws.headers.get("sec-websocket-protocol") or "").split(",") if p.strip()]
+        proto = next((p for p in PORTFORWARD_WS_PROTOCOLS if p in offered), None)
+        try:
+            if offered and proto is None:
+                raise errors.bad_request("pods/portforward over WebSocket needs the subprotocol "
+                                         f"v4.channel.k8s.io; offered: {', '.join(offered)}")
+            ports = portforward_ports(ws)
+            t = await self.kubelet_of(await self.running_pod(ns, name))
+            upstream = await self.kubelet_ws(t, t.path("portForward"), [("ports", str(p)) for p in ports],
+                                             [proto] if proto else [])
+        except errors.StatusError as e:
+            return await deny(ws, e)
+        try:
+            await ws.accept(subprotocol=proto)
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            await upstream.close()
+            return
+        await _pump(ws, upstream, t, status_channel=None)
 
     async def exec(self, ws: WebSocket, ns: str, name: str) -> None:
-        from websockets.asyncio.client import connect
-        from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
-
         proto = negotiate(ws)
         try:
             if proto not in CHANNEL_PROTOCOLS:
@@ -382,26 +565,29 @@ class NodeRelay:
                                          f"{', '.join(CHANNEL_PROTOCOLS)}; offered: {proto or 'none'}")
             params = exec_params(ws)
             t = await self.target(ns, name, ws.query_params.get("container"), "exec")
+            upstream = await self.kubelet_ws(t, t.path("exec"), params, [proto])
         except errors.StatusError as e:
             return await refuse(ws, e, proto)
-        url = f"ws://{t.hostport}{t.path('exec')}?{urlencode(params)}"
-        try:
-            upstream = await connect(
-                url, subprotocols=[proto], additional_headers=self.headers,
-                open_timeout=OPEN_TIMEOUT, proxy=None, compression=None, max_size=MAX_FRAME,
-                ping_interval=30, ping_timeout=60, user_agent_header="pocketkube-apiserver")
-        except InvalidStatus as e:
-            return await refuse(ws, kubelet_error(t, e.response.status_code, e.response.body or b""), proto)
-        except (OSError, TimeoutError) as e:
-            return await refuse(ws, self._unreachable(t, e), proto)
-        except (InvalidHandshake, InvalidURI) as e:
-            return await refuse(ws, errors.unavailable(f"{t.where} did not accept the exec WebSocket: {e}"), proto)
         try:
             await ws.accept(subprotocol=proto)
         except (WebSocketDisconnect, RuntimeError, OSError):
             await upstream.close()
             return
         await _pump(ws, upstream, t)
+
+
+async def deny(ws: WebSocket, err: errors.StatusError) -> None:
+    """Refuse a WebSocket before the upgrade with the Status as an HTTP answer (uvicorn's denial response)."""
+    try:
+        await ws.send_denial_response(Response(err.json(), status_code=err.code, media_type="application/json"))
+    except RuntimeError:  # no denial-response support: accept, then close with the reason
+        try:
+            await ws.accept()
+            await ws.close(code=1008, reason=err.message[:120])
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            pass
+    except (WebSocketDisconnect, OSError):
+        pass
 
 
 def _why(e: BaseException) -> str:
@@ -425,8 +611,10 @@ async def _read_some(resp: httpx.Response, limit: int) -> bytes:
     return bytes(out[:limit])
 
 
-async def _pump(ws: WebSocket, upstream, t: Target) -> None:
-    """Copy frames both ways until one side closes; pass the kubelet's close on."""
+async def _pump(ws: WebSocket, upstream, t: Target, status_channel: int | None = 3) -> None:
+    """Copy frames both ways until one side closes; pass the kubelet's close on.
+
+    status_channel: where a lost kubelet connection is reported (exec: 3); None for port-forward."""
     from websockets.exceptions import ConnectionClosed
 
     saw_status = False
@@ -446,7 +634,7 @@ async def _pump(ws: WebSocket, upstream, t: Target) -> None:
         nonlocal saw_status
         async for data in upstream:  # ends at the kubelet's close
             if isinstance(data, bytes):
-                saw_status = saw_status or data[:1] == b"\x03"
+                saw_status = saw_status or (status_channel is not None and data[:1] == bytes([status_channel]))
                 await ws.send_bytes(data)
             else:
                 await ws.send_text(data)
@@ -471,10 +659,10 @@ async def _pump(ws: WebSocket, upstream, t: Target) -> None:
             return
         if code not in _SENDABLE_CLOSE:
             # Dropped without a close frame: say so on the error channel unless a Status came already.
-            if not saw_status:
+            if not saw_status and status_channel is not None:
                 err = errors.unavailable(f"the connection to {t.where} was lost (close code {code})")
                 try:
-                    await ws.send_bytes(b"\x03" + err.json())
+                    await ws.send_bytes(bytes([status_channel]) + err.json())
                 except (WebSocketDisconnect, RuntimeError, OSError):
                     return
             code, reason = 1000, ""

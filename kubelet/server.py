@@ -1,17 +1,33 @@
-"""The kubelet's own HTTP API: container logs, exec and healthz, for the API server's relay.
+"""The kubelet's own HTTP API: container logs, exec, port-forward and healthz, for the API server's relay.
 
 DESIGN.md's kubelet endpoint: ``/containerLogs/{ns}/{pod}/{container}``
 (plain text, ``follow``/``tailLines``/``previous``/``timestamps``/
 ``sinceSeconds``/``limitBytes``), ``/exec/{ns}/{pod}/{container}``
 (WebSocket, ``v5.channel.k8s.io`` or ``v4.channel.k8s.io``: one byte of
 channel then data; 0 stdin, 1 stdout, 2 stderr, 3 the final Status, 4
-resize, 255 close-stdin), and ``/healthz``. Everything but ``/healthz``
+resize, 255 close-stdin), ``/portForward/{ns}/{pod}`` (below) and ``/healthz``. Everything but ``/healthz``
 needs ``Authorization: Bearer`` with one of the accepted tokens (the API
 server's); errors are Kubernetes Status bodies the relay passes through.
 
 Logs are read from the CRI files the runtime writes (``kubelet.runtime.logs``);
 an exec session gets its pipes or pty from the runtime with the answer to one
 call and is pumped here with the event loop watching those descriptors.
+
+Port-forward is Kubernetes' WebSocket protocol: ``GET /portForward/{ns}/{pod}
+?ports=80[,8080]`` (``port`` also accepted, repeated or comma-separated),
+subprotocol ``v4.channel.k8s.io`` (or ``portforward.k8s.io``, or none); for
+the i-th port, channel 2i carries data both ways and 2i+1 errors (server to
+client), and the first message on each channel is the port as 2 bytes little
+endian. One TCP connection per port and request, opened the way the CRI
+runtimes do it: inside the pod's network namespace (the sandbox's, entered by a
+short-lived thread that makes the socket there) to ``127.0.0.1:port``, so
+servers bound to the pod's localhost and hostNetwork pods work too; when the
+namespace cannot be entered (no sandbox, not root) it connects to the pod IP.
+A connect failure is reported on the error channel as Kubernetes words it.
+pocketkube's one addition: an empty data message from the client (just the
+channel byte) means it will send no more, and the pod connection is
+half-closed (the API server sends it for a SPDY FIN). When every port's pod
+connection has ended the WebSocket is closed (1000).
 """
 from __future__ import annotations
 
@@ -20,6 +36,8 @@ import hmac
 import json
 import logging
 import os
+import socket
+import struct
 import threading
 from datetime import datetime, timedelta, timezone
 
@@ -37,6 +55,8 @@ from kubelet.runtime.spawn import set_winsize
 log = logging.getLogger("kubelet.server")
 
 PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io")
+PORTFORWARD_PROTOCOLS = ("v4.channel.k8s.io", "portforward.k8s.io")
+PORTFORWARD_CONNECT_TIMEOUT = 10.0
 
 
 def status(code: int, reason: str, message: str) -> dict:
@@ -66,6 +86,7 @@ class KubeletServer:
             Route("/metrics", self.metrics),
             Route("/containerLogs/{ns}/{pod}/{container}", self.container_logs),
             WebSocketRoute("/exec/{ns}/{pod}/{container}", self.exec_ws),
+            WebSocketRoute("/portForward/{ns}/{pod}", self.port_forward_ws),
         ])
         self._server: uvicorn.Server | None = None
 
@@ -317,6 +338,142 @@ class KubeletServer:
                                      f"{command}: exit status {code}",
                           "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]}})
 
+    # ------------------------------------------------------------ port-forward
+    def _pod_netns(self, pod: dict) -> str | None:
+        """The network namespace of the pod's ready sandbox, if there is one."""
+        uid = pod["metadata"]["uid"]
+        for sb in self.runtime.call("list_sandboxes")["items"]:
+            if sb["pod"].get("uid") == uid and sb.get("state") == "ready" and sb.get("netns_path"):
+                return sb["netns_path"] if os.path.exists(sb["netns_path"]) else None
+        return None
+
+    async def _connect_pod(self, pod: dict, netns: str | None, port: int):
+        """A stream to the pod's port: 127.0.0.1 inside its netns, else its IP (see the module docstring)."""
+        loop = asyncio.get_running_loop()
+        if netns is not None:
+            refused: OSError | None = None
+            for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+                try:
+                    sock = await asyncio.to_thread(_socket_in_netns, netns, family)
+                except OSError as e:
+                    log.debug("port-forward: no socket in %s (%s)", netns, e)
+                    break
+                try:
+                    sock.setblocking(False)
+                    await asyncio.wait_for(loop.sock_connect(sock, (host, port)), PORTFORWARD_CONNECT_TIMEOUT)
+                    return await asyncio.open_connection(sock=sock)
+                except (OSError, TimeoutError) as e:
+                    sock.close()
+                    if refused is None:
+                        refused = e if isinstance(e, OSError) else OSError(f"connect to {host}:{port} timed out")
+            if refused is not None:  # the namespace was entered: its answer stands
+                raise refused
+        ip = (pod.get("status") or {}).get("podIP")
+        if not ip:
+            raise OSError("the pod has no IP address yet")
+        return await asyncio.wait_for(asyncio.open_connection(ip, port), PORTFORWARD_CONNECT_TIMEOUT)
+
+    async def port_forward_ws(self, ws: WebSocket) -> None:
+        if not self._authorized(ws.headers):
+            await ws.close(code=1008)
+            return
+        p = ws.path_params
+        offered = [x.strip() for x in (ws.headers.get("sec-websocket-protocol") or "").split(",") if x.strip()]
+        proto = next((x for x in PORTFORWARD_PROTOCOLS if x in offered), None)
+        try:
+            if offered and proto is None:
+                raise HTTPError(400, "BadRequest", f"port-forward needs the subprotocol v4.channel.k8s.io; "
+                                                   f"offered: {', '.join(offered)}")
+            ports = _forward_ports(ws.query_params)
+            pod = self.pods.get_by_key(f"{p['ns']}/{p['pod']}")
+            if pod is None:
+                raise HTTPError(404, "NotFound", f'pods "{p["pod"]}" not found')
+            try:
+                netns = await asyncio.to_thread(self._pod_netns, pod)
+            except RuntimeCallError as e:
+                log.debug("port-forward: runtime: %s", e)
+                netns = None
+        except HTTPError as e:
+            await ws.send_denial_response(e.response())
+            return
+        await ws.accept(subprotocol=proto)
+        lock = asyncio.Lock()
+
+        async def send(ch: int, data: bytes) -> None:
+            async with lock:
+                await ws.send_bytes(bytes([ch]) + data)
+
+        streams: dict[int, tuple[asyncio.StreamReader, asyncio.StreamWriter]] = {}
+        try:
+            for i, port in enumerate(ports):
+                await send(2 * i, struct.pack("<H", port))
+                await send(2 * i + 1, struct.pack("<H", port))
+            for i, port in enumerate(ports):
+                try:
+                    streams[i] = await self._connect_pod(pod, netns, port)
+                except (OSError, TimeoutError) as e:
+                    why = (e.strerror or str(e)).lower() if isinstance(e, OSError) else "timed out"
+                    await send(2 * i + 1, f"error forwarding port {port} to pod {p['pod']}, uid "
+                                          f"{pod['metadata'].get('uid', '')}: failed to connect to port {port} "
+                                          f"in the pod: {why}".encode())
+        except (WebSocketDisconnect, RuntimeError):
+            for _, w in streams.values():
+                w.close()
+            return
+
+        async def pod_to_client(i: int, reader: asyncio.StreamReader) -> None:
+            try:
+                while True:
+                    data = await reader.read(65536)
+                    if not data:
+                        return
+                    await send(2 * i, data)
+            except (ConnectionError, OSError):
+                return
+
+        async def client_to_pods() -> None:
+            while True:
+                msg = await ws.receive()
+                if msg["type"] == "websocket.disconnect":
+                    return
+                data = msg.get("bytes")
+                if data is None and msg.get("text") is not None:
+                    data = msg["text"].encode()
+                if not data or data[0] % 2:
+                    continue
+                st = streams.get(data[0] // 2)
+                if st is None or st[1].is_closing():
+                    continue
+                try:
+                    if len(data) == 1:
+                        if st[1].can_write_eof():
+                            st[1].write_eof()  # the client is done sending
+                    else:
+                        st[1].write(data[1:])
+                        await st[1].drain()
+                except (ConnectionError, OSError):
+                    pass
+
+        pumps = [asyncio.create_task(pod_to_client(i, r)) for i, (r, _) in streams.items()]
+        reader = asyncio.create_task(client_to_pods())
+        try:
+            if pumps:
+                every_pod_done = asyncio.gather(*pumps, return_exceptions=True)
+                await asyncio.wait({reader, every_pod_done}, return_when=asyncio.FIRST_COMPLETED)
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+        finally:
+            reader.cancel()
+            for t in pumps:
+                t.cancel()
+            await asyncio.gather(reader, *pumps, return_exceptions=True)
+            for _, w in streams.values():
+                w.close()
+        try:
+            await ws.close(code=1000)
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+
     # --------------------------------------------------------------- serving
     def start(self) -> None:
         config = uvicorn.Config(self.app, host=self.host, port=self.port, log_level="warning", lifespan="off",
@@ -337,6 +494,61 @@ def _write_all(fd: int, data: bytes) -> None:
             data = data[n:]
     except OSError:
         pass
+
+
+def _forward_ports(q) -> list[int]:
+    raw = q.getlist("ports") + q.getlist("port")
+    if not raw:
+        raise HTTPError(400, "BadRequest", 'query parameter "ports" is required')
+    ports = []
+    for value in raw:
+        for part in value.split(","):
+            try:
+                n = int(part)
+            except ValueError:
+                n = 0
+            if not 0 < n < 65536:
+                raise HTTPError(400, "BadRequest", f'invalid port "{part}": must be between 1 and 65535')
+            ports.append(n)
+    return ports
+
+
+_CLONE_NEWNET = 0x40000000
+
+
+def _socket_in_netns(path: str, family: int) -> socket.socket:
+    """A TCP socket created inside the network namespace at ``path``.
+
+    A socket belongs to the namespace it was made in, so a throwaway thread
+    enters the namespace (setns affects only the calling thread), makes the
+    socket and ends; the kubelet's own threads never change namespace.
+    """
+    box: dict = {}
+
+    def run() -> None:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                if hasattr(os, "setns"):
+                    os.setns(fd, _CLONE_NEWNET)
+                else:
+                    import ctypes
+                    libc = ctypes.CDLL(None, use_errno=True)
+                    if libc.setns(fd, _CLONE_NEWNET) != 0:
+                        err = ctypes.get_errno()
+                        raise OSError(err, f"setns {path}: {os.strerror(err)}")
+            finally:
+                os.close(fd)
+            box["sock"] = socket.socket(family, socket.SOCK_STREAM)
+        except BaseException as e:  # noqa: BLE001 - handed to the caller
+            box["error"] = e
+
+    t = threading.Thread(target=run, name="kubelet-portforward-netns", daemon=True)
+    t.start()
+    t.join()
+    if "error" in box:
+        raise box["error"]
+    return box["sock"]
 
 
 def _nonneg(q, name: str) -> int | None:

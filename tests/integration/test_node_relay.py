@@ -13,7 +13,8 @@ Checked: what the relay forwards and how it streams, the errors it answers
 (unknown pod, container choice, kubelet down, bad parameters, the kubelet's
 own Status bodies, a missing or wrong kubelet token), WebSocket exec frames in
 both directions, and stock kubectl 1.33 `logs`, `logs -f`, `logs --tail` and
-`exec` against it.
+`exec` against it. SPDY exec and port-forward: test_spdy_relay.py, which
+reuses this stand-in kubelet.
 """
 from __future__ import annotations
 
@@ -500,29 +501,39 @@ def test_exec_kubelet_dropping_the_connection_is_reported_on_channel_3(server, h
     assert st["code"] == 503 and "node-rude" in st["message"] and "lost" in st["message"]
 
 
-def test_attach_and_portforward_websockets_say_not_relayed_yet(server):
-    # (kubectl 1.31+ offers port-forward as "SPDY/3.1+portforward.k8s.io", which uvicorn's WebSocket
-    # parser refuses with a 400 before the app sees it; kubectl then falls back to a SPDY POST, which
-    # gets the plain-HTTP Status checked in test_exec_without_websocket_is_a_clear_400.)
-    for sub in ("portforward", "attach"):
-        with connect(ws_url(server, "web", sub, "ports=80&stdout=true"), subprotocols=["v5.channel.k8s.io"], open_timeout=10,
-                     additional_headers={"Authorization": f"Bearer {API_TOKEN}"}, proxy=None) as ws:
-            msg = ws.recv(timeout=10)
-        assert msg[0] == 3
-        st = json.loads(msg[1:])
-        assert st["code"] == 503 and f"pods/{sub} is not relayed" in st["message"] and "later" in st["message"]
+def test_attach_websocket_says_not_relayed_yet(server):
+    with connect(ws_url(server, "web", "attach", "stdout=true"), subprotocols=["v5.channel.k8s.io"], open_timeout=10,
+                 additional_headers={"Authorization": f"Bearer {API_TOKEN}"}, proxy=None) as ws:
+        msg = ws.recv(timeout=10)
+    assert msg[0] == 3
+    st = json.loads(msg[1:])
+    assert st["code"] == 503 and "pods/attach is not relayed" in st["message"] and "later" in st["message"]
 
 
-def test_exec_without_websocket_is_a_clear_400(http):
+def test_portforward_websocket_is_refused_before_the_upgrade(server):
+    # (port-forward itself, over WebSocket channels and over SPDY, is tests/integration/test_spdy_relay.py)
+    with pytest.raises(InvalidStatus) as e:
+        connect(ws_url(server, "web", "portforward", "ports=80"), subprotocols=["v4.channel.k8s.io"],
+                open_timeout=10, proxy=None)
+    assert e.value.response.status_code == 400
+    assert b"unable to forward port because pod is not running" in e.value.response.body
+    with pytest.raises(InvalidStatus) as e:
+        connect(ws_url(server, "web", "portforward", ""), subprotocols=["v4.channel.k8s.io"], open_timeout=10,
+                proxy=None)
+    assert e.value.response.status_code == 400 and b'query parameter \\"ports\\" is required' in e.value.response.body
+
+
+def test_exec_without_upgrade_is_a_clear_400(http):
     r = http.get(f"{PODS}/web/exec", params={"command": "ls", "stdout": "true"})
     assert r.status_code == 400 and "Upgrade request required" in r.json()["message"]
+    # A SPDY upgrade is checked like any request before the socket is taken (the relay: test_spdy_relay.py)
     r = http.post(f"{PODS}/web/exec", params={"command": "ls", "stdout": "true"},
                   headers={"Connection": "Upgrade", "Upgrade": "SPDY/3.1",
                            "X-Stream-Protocol-Version": "v4.channel.k8s.io"})
-    assert r.status_code == 400 and "SPDY/3.1" in r.json()["message"] and "kubectl 1.30" in r.json()["message"]
+    assert r.status_code == 400 and "a container name must be specified for pod web" in r.json()["message"]
     assert http.get(f"{PODS}/ghost/exec", params={"command": "ls"}).status_code == 404
     r = http.post(f"{PODS}/web/portforward", params={"ports": "80"})
-    assert r.status_code == 503 and "later" in r.json()["message"]
+    assert r.status_code == 400 and "Upgrade request required" in r.json()["message"]
 
 
 def test_without_kubelet_token_the_kubelets_refusal_is_a_clear_status(kubelet, tmp_path):
