@@ -52,6 +52,7 @@ class ServerConfig:
     compaction_interval: float = 300.0
     event_ttl: float = 3600.0
     bookmark_interval: float = 10.0
+    min_request_timeout: int = 1800
     poll_interval: float | None = None
     node_port_range: tuple[int, int] = (30000, 32767)
     extra: dict = field(default_factory=dict)
@@ -64,7 +65,8 @@ class State:
                                poll_interval=cfg.poll_interval)
         self.hub = WatchHub(self.storage)
         self.registry = Registry(self.storage, ServiceAllocator(cfg.service_cidr, cfg.node_port_range))
-        self.handlers = Handlers(self.storage, self.hub, self.registry, bookmark_interval=cfg.bookmark_interval)
+        self.handlers = Handlers(self.storage, self.hub, self.registry, bookmark_interval=cfg.bookmark_interval,
+                                 min_request_timeout=cfg.min_request_timeout)
         self.auth = TokenAuthenticator.from_file(cfg.token_file) if cfg.token_file else None
         kubelet_token = noderelay.read_token_file(cfg.kubelet_token_file) if cfg.kubelet_token_file else None
         self.relay = noderelay.NodeRelay(self.handlers.get_object, kubelet_token)

@@ -91,11 +91,12 @@ def _decode_continue(token: str) -> tuple[int, str]:
 
 class Handlers:
     def __init__(self, storage: Storage, hub: WatchHub, reg: Registry, *,
-                 bookmark_interval: float = 10.0):
+                 bookmark_interval: float = 10.0, min_request_timeout: int = 1800):
         self.storage = storage
         self.hub = hub
         self.reg = reg
         self.bookmark_interval = bookmark_interval
+        self.min_request_timeout = min_request_timeout
 
     # ---------------------------------------------------------------- helpers
     async def _write(self, fn, dry_run: bool = False):
@@ -233,8 +234,8 @@ class Handlers:
             sel.empty = False
         rv_param = request.query_params.get("resourceVersion") or ""
         timeout = wire.query_int(request, "timeoutSeconds")
-        if timeout is None:
-            timeout = random.randint(1800, 3600)
+        if timeout is None:   # kube-apiserver: a random length in [min, 2*min], so clients reconnect spread out
+            timeout = random.randint(self.min_request_timeout, 2 * self.min_request_timeout)
         bookmarks = wire.query_bool(request, "allowWatchBookmarks")
         send_initial = request.query_params.get("sendInitialEvents", "").lower() == "true"
         as_table = wire.wants_table(request)

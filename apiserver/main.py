@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-cert-file", default=None)
     p.add_argument("--tls-private-key-file", default=None)
     p.add_argument("--compaction-interval", type=float, default=300.0, help="seconds between log compactions (0 disables)")
+    p.add_argument("--min-request-timeout", type=int, default=1800,
+                   help="a watch without timeoutSeconds ends after a random time in [N, 2N] seconds (default 1800)")
     p.add_argument("--event-ttl", type=float, default=3600.0, help="seconds Events are kept (default 3600)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p
@@ -66,6 +68,8 @@ def main(argv: list[str] | None = None) -> None:
         _fail("--service-node-port-range must look like 30000-32767")
     if bool(args.tls_cert_file) != bool(args.tls_private_key_file):
         _fail("--tls-cert-file and --tls-private-key-file go together")
+    if args.min_request_timeout < 1:
+        _fail("--min-request-timeout must be at least 1 second")
     url = args.storage
     if not url:
         try:
@@ -98,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
         advertise_address=advertise, port=args.port, token_file=args.token_auth_file,
         kubelet_token_file=args.kubelet_token_file,
         sqlite_synchronous=args.sqlite_synchronous, compaction_interval=args.compaction_interval,
-        event_ttl=args.event_ttl, node_port_range=(lo, hi),
+        event_ttl=args.event_ttl, node_port_range=(lo, hi), min_request_timeout=args.min_request_timeout,
     )
     try:
         app = create_app(cfg)
