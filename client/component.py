@@ -1,15 +1,18 @@
 """What every component's command line shares: how to reach the API server, and logging.
 
-The scheduler, controller manager, proxy (and later the kubelet and DNS) all
-take --kubeconfig/--server/--token with the same meaning, log the same way,
-and fail on a bad kubeconfig with the same one-line message. Keeping that
+The scheduler, controller manager, proxy, kubelet and DNS all take
+--kubeconfig/--server/--token with the same meaning, log the same way, fail
+on a bad kubeconfig with the same one-line message, and stop on SIGTERM/SIGINT
+the same way. Keeping that
 here means a new component cannot drift from the others.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 
 from client.kubeconfig import Config, ConfigError, load_config
 
@@ -33,3 +36,20 @@ def config_or_exit(prog: str, args: argparse.Namespace) -> Config:
     except ConfigError as e:
         print(f"pocketkube {prog}: error: {e}", file=sys.stderr)
         sys.exit(2)
+
+
+def stop_on_signals(log: logging.Logger, note: str = "", wake=None) -> threading.Event:
+    """An Event set by SIGTERM or SIGINT (logged): every component's loop runs until it is set.
+
+    ``wake`` is called after setting it, for a loop that sleeps on something else."""
+    stop = threading.Event()
+
+    def on_signal(signum, _frame) -> None:
+        log.info("received signal %d, shutting down%s", signum, note)
+        stop.set()
+        if wake is not None:
+            wake()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return stop

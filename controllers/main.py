@@ -16,14 +16,12 @@ import argparse
 import ipaddress
 import logging
 import os
-import signal
 import sys
-import threading
 
 from api import resources as R
 from client.cache import namespace_index
 from client.informer import SharedInformers
-from client.component import add_connection_flags, config_or_exit, setup_logging
+from client.component import add_connection_flags, config_or_exit, setup_logging, stop_on_signals
 from client.rest import Client
 from controllers.endpoints import EndpointsController
 
@@ -54,14 +52,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     config = config_or_exit("controller-manager", args)
 
-    stop = threading.Event()
-
-    def on_signal(signum, _frame) -> None:
-        log.info("received signal %d, shutting down", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = stop_on_signals(log)
 
     client = Client(config, timeout=30.0)
     informers = SharedInformers(client)

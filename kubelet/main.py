@@ -16,15 +16,12 @@ import argparse
 import ipaddress
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
-import threading
-import time
 
 from api import resources as R
-from client.component import add_connection_flags, config_or_exit, setup_logging
+from client.component import add_connection_flags, config_or_exit, setup_logging, stop_on_signals
 from client.errors import ApiError
 from client.informer import SharedInformers
 from client.rest import Client
@@ -114,14 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     except RuntimeUnavailable as e:
         _fail(str(e))
 
-    stop = threading.Event()
-
-    def on_signal(signum, _frame) -> None:
-        log.info("received signal %d, shutting down (pods keep running)", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = stop_on_signals(log, ' (pods keep running)')
 
     client = Client(config, timeout=30.0)
     agent = NodeAgent(client, node_name=node_name, node_ip=node_ip, pod_cidr=args.pod_cidr, port=args.port,

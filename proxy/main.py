@@ -18,13 +18,11 @@ import ipaddress
 import logging
 import os
 import shutil
-import signal
 import sys
-import threading
 
 from api import resources as R
 from client.informer import SharedInformers
-from client.component import add_connection_flags, config_or_exit, setup_logging
+from client.component import add_connection_flags, config_or_exit, setup_logging, stop_on_signals
 from client.rest import Client
 from proxy.iptables import ConntrackRunner, IptablesError, IptablesRunner
 from proxy.proxier import Proxier
@@ -92,15 +90,8 @@ def main(argv: list[str] | None = None) -> None:
     for inf in (services, endpoints):
         inf.add_handler(on_add=proxier.request_sync, on_update=proxier.request_sync,
                         on_delete=proxier.request_sync)
-    stop = threading.Event()
-
-    def on_signal(signum, _frame) -> None:
-        log.info("received signal %d, shutting down (rules stay in place)", signum)
-        stop.set()
-        proxier.request_sync()  # wake the loop so it sees the stop at once
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    # request_sync wakes the loop so it sees the stop at once
+    stop = stop_on_signals(log, " (rules stay in place)", wake=proxier.request_sync)
     log.info("starting proxy for node %s (pid %d) against %s%s", node, os.getpid(), config.server,
              f" in netns {args.netns}" if args.netns else "")
     informers.start_all()

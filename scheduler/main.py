@@ -16,14 +16,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
-import threading
 
 from api import resources as R
 from client.cache import namespace_index
 from client.informer import SharedInformers
-from client.component import add_connection_flags, config_or_exit, setup_logging
+from client.component import add_connection_flags, config_or_exit, setup_logging, stop_on_signals
 from client.leaderelection import (LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD, ApiLeaseLock,
                                    LeaderElectionConfig, LeaderElector, default_identity, run_forever)
 from client.rest import Client
@@ -91,14 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     identity = args.identity or default_identity()
     client = Client(config, timeout=30.0)
     writer = LeanWriter(config, timeout=30.0)  # binds and events: the per-pod hot path
-    stop = threading.Event()
-
-    def on_signal(signum, _frame) -> None:
-        log.info("received signal %d, shutting down", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = stop_on_signals(log)
 
     informers = SharedInformers(client)
     pods = informers.informer_for(R.PODS, field_selector=POD_FIELD_SELECTOR)

@@ -19,12 +19,11 @@ import argparse
 import ipaddress
 import logging
 import os
-import signal
 import sys
 import threading
 import time
 
-from client.component import add_connection_flags, config_or_exit, setup_logging
+from client.component import add_connection_flags, config_or_exit, setup_logging, stop_on_signals
 from client.informer import SharedInformers
 from client.rest import Client
 
@@ -138,14 +137,7 @@ def main(argv: list[str] | None = None) -> None:
         except OSError as e:
             _fail(f"cannot listen on {host}:{args.health_port} for /health: {e}")
 
-    stop = threading.Event()
-
-    def on_signal(signum, _frame) -> None:
-        log.info("received signal %d, shutting down", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = stop_on_signals(log)
     log.info("serving DNS for %s on %s:%d udp+tcp (pid %d) against %s; upstream: %s", domain, host,
              udp_sock.getsockname()[1], os.getpid(), config.server,
              ", ".join(f"{h}:{p}" for h, p in upstreams) or "none (SERVFAIL)")
