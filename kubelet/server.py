@@ -50,6 +50,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from kubelet.runtime import logs as crilogs
 from kubelet.runtime.client import RuntimeCallError
+from kubelet.runtime import linux
+from kubelet.runtime.linux import socket_in_netns
 from kubelet.runtime.spawn import set_winsize
 
 log = logging.getLogger("kubelet.server")
@@ -261,12 +263,9 @@ class KubeletServer:
         open_outs = set(outs)
 
         def readable(fd: int) -> None:
-            try:
-                data = os.read(fd, 65536)
-            except BlockingIOError:
+            data = linux.read_ready(fd)
+            if data is None:
                 return
-            except OSError:
-                data = b""            # EIO on a pty once the process is gone
             if data:
                 queue.put_nowait((outs[fd], data))
                 return
@@ -354,7 +353,7 @@ class KubeletServer:
             refused: OSError | None = None
             for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
                 try:
-                    sock = await asyncio.to_thread(_socket_in_netns, netns, family)
+                    sock = await asyncio.to_thread(socket_in_netns, netns, family, socket.SOCK_STREAM)
                 except OSError as e:
                     log.debug("port-forward: no socket in %s (%s)", netns, e)
                     break
@@ -511,44 +510,6 @@ def _forward_ports(q) -> list[int]:
                 raise HTTPError(400, "BadRequest", f'invalid port "{part}": must be between 1 and 65535')
             ports.append(n)
     return ports
-
-
-_CLONE_NEWNET = 0x40000000
-
-
-def _socket_in_netns(path: str, family: int) -> socket.socket:
-    """A TCP socket created inside the network namespace at ``path``.
-
-    A socket belongs to the namespace it was made in, so a throwaway thread
-    enters the namespace (setns affects only the calling thread), makes the
-    socket and ends; the kubelet's own threads never change namespace.
-    """
-    box: dict = {}
-
-    def run() -> None:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                if hasattr(os, "setns"):
-                    os.setns(fd, _CLONE_NEWNET)
-                else:
-                    import ctypes
-                    libc = ctypes.CDLL(None, use_errno=True)
-                    if libc.setns(fd, _CLONE_NEWNET) != 0:
-                        err = ctypes.get_errno()
-                        raise OSError(err, f"setns {path}: {os.strerror(err)}")
-            finally:
-                os.close(fd)
-            box["sock"] = socket.socket(family, socket.SOCK_STREAM)
-        except BaseException as e:  # noqa: BLE001 - handed to the caller
-            box["error"] = e
-
-    t = threading.Thread(target=run, name="kubelet-portforward-netns", daemon=True)
-    t.start()
-    t.join()
-    if "error" in box:
-        raise box["error"]
-    return box["sock"]
 
 
 def _nonneg(q, name: str) -> int | None:

@@ -18,7 +18,6 @@ missing namespace unless told not to.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import ipaddress
 import os
@@ -28,7 +27,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
-CLONE_NEWNET = 0x40000000
+from kubelet.runtime.linux import socket_in_netns
+
 
 
 class NetnsNotFound(Exception):
@@ -74,41 +74,15 @@ class Netlink(Protocol):
 
 
 # ---------------------------------------------------------------- real
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def netns_socket(path: str) -> socket.socket:
     """An rtnetlink socket created inside the network namespace at ``path``."""
-    out: dict = {}
-
-    def run() -> None:
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            out["error"] = NetnsNotFound(path)
-            return
-        except OSError as e:
-            out["error"] = e
-            return
-        try:
-            if _libc.setns(fd, CLONE_NEWNET) != 0:
-                err = ctypes.get_errno()
-                out["error"] = OSError(err, f"setns {path}: {os.strerror(err)}")
-                return
-            # SOCK_DGRAM: pyroute2 hands adopted sockets to asyncio's datagram transport.
-            out["sock"] = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 0)
-        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
-            out["error"] = e
-        finally:
-            os.close(fd)
-
-    # This thread ends in the pod namespace; nothing else ever runs on it.
-    t = threading.Thread(target=run, name="cni-setns", daemon=True)
-    t.start()
-    t.join()
-    if "error" in out:
-        raise out["error"]
-    return out["sock"]
+    try:
+        # SOCK_DGRAM: pyroute2 hands adopted sockets to asyncio's datagram transport.
+        return socket_in_netns(path, socket.AF_NETLINK, socket.SOCK_DGRAM)
+    except FileNotFoundError:
+        raise NetnsNotFound(path) from None
 
 
 def _random_mac() -> str:

@@ -363,12 +363,9 @@ class Runtime:
 
     def _pump(self, cid: str, fd: int, stream: str) -> None:
         w = self._writers.get(cid)
-        try:
-            data = os.read(fd, 65536)
-        except BlockingIOError:
+        data = linux.read_ready(fd)
+        if data is None:
             return
-        except OSError:
-            data = b""
         if data and w is not None:
             w.feed(stream, data)
             return
@@ -472,12 +469,9 @@ class Runtime:
         open_fds = set(bufs)
 
         def readable(fd: int) -> None:
-            try:
-                data = os.read(fd, 65536)
-            except BlockingIOError:
+            data = linux.read_ready(fd)
+            if data is None:
                 return
-            except OSError:
-                data = b""
             if data:
                 if len(bufs[fd]) < 1 << 20:
                     bufs[fd] += data

@@ -16,6 +16,7 @@ import fcntl
 import os
 import socket
 import struct
+import threading
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
@@ -57,6 +58,41 @@ def setns(path: str, nstype: int = 0) -> None:
         _check(_libc.setns(fd, nstype), f"setns {path}")
     finally:
         os.close(fd)
+
+
+def read_ready(fd: int) -> bytes | None:
+    """What a non-blocking pipe or pty has: data, b"" at the end (EOF, or EIO on a pty whose
+    process is gone), None when nothing is there yet (a spurious wake-up)."""
+    try:
+        return os.read(fd, 65536)
+    except BlockingIOError:
+        return None
+    except OSError:
+        return b""
+
+
+def socket_in_netns(path: str, family: int, type: int, proto: int = 0) -> socket.socket:
+    """A socket created inside the network namespace at ``path`` (FileNotFoundError if it is gone).
+
+    A socket belongs to the namespace it was made in, and setns changes only
+    the calling thread, so a throwaway thread enters the namespace, makes the
+    socket and ends: the caller's threads never change namespace.
+    """
+    box: dict = {}
+
+    def run() -> None:
+        try:
+            setns(path, CLONE_NEWNET)
+            box["sock"] = socket.socket(family, type, proto)
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
+            box["error"] = e
+
+    t = threading.Thread(target=run, name="setns-socket", daemon=True)
+    t.start()
+    t.join()
+    if "error" in box:
+        raise box["error"]
+    return box["sock"]
 
 
 def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
