@@ -88,17 +88,9 @@ def free_port() -> int:
 
 
 def pick_link() -> ipaddress.IPv4Network:
-    used = []
-    for args in (["ip", "-4", "-j", "addr"], ["ip", "-4", "-j", "route", "show", "table", "all"]):
-        for item in json.loads(run(*args).stdout or b"[]"):
-            for a in item.get("addr_info") or []:
-                used.append(ipaddress.ip_network(f"{a['local']}/{a.get('prefixlen', 32)}", strict=False))
-            dst = item.get("dst")
-            if dst and dst != "default":
-                try:
-                    used.append(ipaddress.ip_network(dst if "/" in dst else dst + "/32", strict=False))
-                except ValueError:
-                    pass
+    from tests.e2e.netns import used_networks
+
+    used = used_networks()
     cands = list(ipaddress.ip_network("100.64.0.0/16").subnets(new_prefix=30))[64:]
     random.shuffle(cands)
     for net in cands:

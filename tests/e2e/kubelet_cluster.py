@@ -34,9 +34,6 @@ from tests.conftest import free_port
 from tests.e2e.conftest import Proc
 from tests.e2e.netns import Node, in_ns, wait_until
 
-CGROUP_MOUNT = "/sys/fs/cgroup"
-
-
 class KubeletCluster:
     def __init__(self, node: Node, tmp: str, *, node_name: str = "node-1", proxy: bool = True,
                  cni_conf_dir: str | None = None, scheduler: bool = True, kubelet_extra: list[str] | None = None):
@@ -125,17 +122,11 @@ class KubeletCluster:
             return None
 
     def stop(self) -> list[str]:
-        errors = []
+        # the same teardown `pocketkube down` does (deploy.procs), so the tests exercise it too
+        from deploy.procs import kill_cgroup_tree, remove_sandboxes
+
         self.kubelet.stop()
-        sock = os.path.join(self.root, "runtime", "runtime.sock")
-        if os.path.exists(sock):
-            from kubelet.runtime.client import RuntimeCallError, RuntimeClient
-            rc = RuntimeClient(sock, timeout=60)
-            try:
-                for sb in rc.call("list_sandboxes")["items"]:
-                    rc.call("remove_sandbox", id=sb["id"])
-            except RuntimeCallError as e:
-                errors.append(f"runtime cleanup: {e}")
+        _, errors = remove_sandboxes(os.path.join(self.root, "runtime", "runtime.sock"))
         pid = self.runtime_pid()
         if pid:
             try:
@@ -145,7 +136,7 @@ class KubeletCluster:
                     time.sleep(0.05)
             except ProcessLookupError:
                 pass
-        errors += kill_cgroup_tree(self.cgroup_root)
+        errors += kill_cgroup_tree(self.cgroup_root)[1]
         if self.client:
             self.client.close()
         for p in (self.proxy, self.scheduler, self.cm, self.apiserver):
@@ -198,46 +189,6 @@ class KubeletCluster:
         sb = next(s for s in rc.call("list_sandboxes")["items"] if s["pod"]["uid"] == uid and s["state"] == "ready")
         from tests.e2e.netns import run
         return run("nsenter", f"--net=/proc/{sb['pid']}/ns/net", "--", *cmd, check=False, timeout=timeout)
-
-
-def kill_cgroup_tree(root: str) -> list[str]:
-    """Kill every process in the cgroups under ``root`` and remove the directories (v1 and v2)."""
-    errors = []
-    bases = [os.path.join(CGROUP_MOUNT, c, root) for c in ("memory", "cpu", "pids", "cpuacct")] + \
-        [os.path.join(CGROUP_MOUNT, root)]
-    for base in bases:
-        if not os.path.isdir(base):
-            continue
-        for _ in range(3):
-            pids = set()
-            for d, _dirs, files in os.walk(base):
-                if "cgroup.procs" in files:
-                    try:
-                        with open(os.path.join(d, "cgroup.procs")) as f:
-                            pids.update(int(x) for x in f.read().split())
-                    except OSError:
-                        pass
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            if not pids:
-                break
-            time.sleep(0.2)
-        for d, _dirs, _files in sorted(os.walk(base), key=lambda t: -len(t[0])):
-            try:
-                os.rmdir(d)
-            except OSError as e:
-                if os.path.isdir(d):
-                    errors.append(f"rmdir {d}: {e}")
-        parent = os.path.dirname(base)
-        try:
-            if os.path.basename(parent) == "pocketkube" and not os.listdir(parent):
-                os.rmdir(parent)
-        except OSError:
-            pass
-    return errors
 
 
 def fixture(tmp: str, **kw):

@@ -73,22 +73,15 @@ def have_root_tools(*tools: str) -> tuple[bool, str]:
 
 def used_networks() -> list[ipaddress.IPv4Network]:
     """Every IPv4 network the machine's namespace already has an address or route in."""
-    nets = []
+    from deploy.system import parse_used_networks
+
+    items: list[dict] = []
     for args in (["ip", "-4", "-j", "addr"], ["ip", "-4", "-j", "route", "show", "table", "all"]):
         try:
-            data = json.loads(run(*args).stdout or b"[]")
+            items += json.loads(run(*args).stdout or b"[]")
         except (RuntimeError, ValueError):
             continue
-        for item in data:
-            for a in item.get("addr_info") or []:
-                nets.append(ipaddress.ip_network(f"{a['local']}/{a.get('prefixlen', 32)}", strict=False))
-            dst = item.get("dst")
-            if dst and dst != "default":
-                try:
-                    nets.append(ipaddress.ip_network(dst if "/" in dst else dst + "/32", strict=False))
-                except ValueError:
-                    pass
-    return [n for n in nets if n.version == 4]
+    return parse_used_networks(items)
 
 
 def pick_link_subnet() -> ipaddress.IPv4Network:
