@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import Proc
-from tests.e2e.netns import in_ns, wait_until
+from tests.e2e.netns import dnat_targets, in_ns, wait_until
 
 CLUSTER_DNS = "10.96.0.10"
 
@@ -54,7 +54,32 @@ class ClusterDNS:
                    what="dns ready")
         if self.proc.proc.poll() is not None:
             raise RuntimeError("dns exited: " + self.proc.log()[-2000:])
+        self.wait_reachable()
         return self
+
+    def registered(self) -> list:
+        """This process's (ip, nodeName) pairs in kube-system/kube-dns; [] while the registrar has not written it."""
+        from api import resources as R
+        from client.errors import NotFound
+        try:
+            ep = self.cluster.client.get(R.ENDPOINTS, "kube-dns", "kube-system")
+        except NotFound:
+            return []
+        return [(a["ip"], a.get("nodeName")) for s in ep.get("subsets") or [] for a in s.get("addresses") or []]
+
+    def wait_reachable(self, timeout: float = 30.0) -> None:
+        """Ready (caches synced) is not yet reachable: wait for the registration and the proxy's DNATs.
+
+        /ready says the caches are synced; the registrar writes the Endpoints on
+        its own thread and the proxy programs 10.96.0.10 after that, so a pod
+        started at once could send its first queries into nothing (and glibc
+        then waits out its timeouts for every search domain).
+        """
+        wait_until(lambda: (self.node.node_ip, "node-1") in self.registered(), timeout=timeout,
+                   what="kube-dns endpoints with this DNS")
+        for proto in ("udp", "tcp"):
+            wait_until(lambda: dnat_targets(self.node.iptables_save("nat"), CLUSTER_DNS, 53, proto)
+                       == {f"{self.node.node_ip}:53"}, timeout=timeout, what=f"kube-dns DNAT ({proto})")
 
     def give_resolv_conf(self, pod_ns: str, namespace: str = "default") -> str:
         if not os.path.isdir("/etc/netns"):

@@ -443,11 +443,12 @@ def test_cluster_dns_from_a_real_pod(kc, tmp_path):
         kc.wait_running("dnsweb")
         kc.pod("dnsclient", [sh("for i in $(seq 1 20); do getent hosts web && break; sleep 0.5; done; "
                                 "getent hosts web.default; getent hosts web.default.svc.cluster.local; "
-                                "python3 -c \"import urllib.request as u; print('http', "
-                                "u.urlopen('http://web/', timeout=5).status)\"; sleep 600")])
+                                "for i in $(seq 1 20); do python3 -c \"import urllib.request as u; print('http', "
+                                "u.urlopen('http://web/', timeout=5).status)\" && break; sleep 0.5; done; "
+                                "sleep 600")])
         kc.wait_running("dnsclient")
         vip = kc.client.get(R.SERVICES, "web", "default")["spec"]["clusterIP"]
-        wait_until(lambda: "http 200" in logs(kc, "dnsclient"), timeout=30, what="HTTP by service name")
+        wait_until(lambda: "http 200" in logs(kc, "dnsclient"), timeout=45, what="HTTP by service name")
         text = logs(kc, "dnsclient")
         assert text.count(vip) >= 3 and "web.default.svc.cluster.local" in text
     finally:
