@@ -458,7 +458,6 @@ class PodSyncer:
                                                    "namespace": md.get("namespace", "default")},
                                hostname=podspec.pod_hostname(pod), network=mode,
                                labels={"pocketkube.io/network": mode})
-        sb = next((s for s in self._sandboxes(md.get("namespace", "default"), md["name"]) if s["id"] == sb["id"]), sb)
         log.debug("pause process for %s ready", md["name"])
         if mode == "host":
             return sb, self.node_ip

@@ -251,7 +251,7 @@ class Runtime:
         self.sandboxes[sid] = s
         self._track("sandbox", sid, pid)
         self._save(s)
-        return {"id": sid, "pid": pid, "netns_path": s.netns_path}
+        return dict(vars(s))              # the whole record, as list_sandboxes gives it
 
     async def stop_sandbox(self, id: str) -> dict:
         s = self._sandbox(id)

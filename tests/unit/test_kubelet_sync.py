@@ -42,7 +42,7 @@ class FakeRuntime:
         sid = f"sb{next(self.ids)}"
         self.sandboxes[sid] = {"id": sid, "pod": pod, "hostname": hostname, "network": network, "state": "ready",
                                "netns_path": f"/proc/{sid}/ns/net", "created_at": time.time(), "pid": 1}
-        return {"id": sid, "netns_path": f"/proc/{sid}/ns/net"}
+        return dict(self.sandboxes[sid])          # the whole record, as the real daemon answers
 
     def image_status(self, image):
         return {"found": image in self.images}
