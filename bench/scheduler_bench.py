@@ -187,7 +187,7 @@ def trivial_binder(url: str, workers: int) -> None:
     from api.resources import PODS
     from client.kubeconfig import load_config
     from client.rest import Client
-    from scheduler.fasthttp import LeanWriter
+    from client.lean import LeanWriter
 
     client = Client(server=url, timeout=30)
     writer = LeanWriter(load_config(server=url))  # the same cheap bind path as the scheduler's

@@ -343,35 +343,46 @@ class _Verbs:
                      component: str = DEFAULT_FIELD_MANAGER, host: str | None = None,
                      action: str | None = None, rt: ResourceType | None = None,
                      namespace: str | None = None) -> dict:
-        """Record a core/v1 Event about ``obj`` (what ``kubectl describe`` shows).
-
-        Events of cluster-scoped objects (nodes) go to the "default" namespace,
-        as in Kubernetes. ``rt`` fills kind/apiVersion when ``obj`` lacks them.
-        """
-        ref = object_reference(obj, rt)
-        ns = namespace or ref.get("namespace") or "default"
-        now = _now_rfc3339()
-        source: dict[str, str] = {"component": component}
-        if host:
-            source["host"] = host
-        event: dict[str, Any] = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"name": f"{ref['name'] or 'object'}.{time.time_ns():x}", "namespace": ns},
-            "involvedObject": ref,
-            "reason": reason,
-            "message": message,
-            "type": type,
-            "source": source,
-            "count": 1,
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "reportingComponent": component,
-            "reportingInstance": host or "",
-        }
-        if action:
-            event["action"] = action
+        """Record a core/v1 Event about ``obj`` (what ``kubectl describe`` shows); see ``event_body``."""
+        event = event_body(obj, reason, message, type=type, component=component, host=host, action=action,
+                           rt=rt, namespace=namespace)
+        ns = event["metadata"]["namespace"]
         return self._send(_Request("POST", R.EVENTS.collection_path(ns), {}, _json(event), "application/json"))
+
+
+def event_body(obj: dict, reason: str, message: str, *, type: str = "Normal",
+               component: str = DEFAULT_FIELD_MANAGER, host: str | None = None,
+               action: str | None = None, rt: ResourceType | None = None,
+               namespace: str | None = None) -> dict:
+    """The core/v1 Event ``Client.create_event`` posts (also sent through ``client.lean`` by hot paths).
+
+    Events of cluster-scoped objects (nodes) go to the "default" namespace,
+    as in Kubernetes. ``rt`` fills kind/apiVersion when ``obj`` lacks them.
+    """
+    ref = object_reference(obj, rt)
+    ns = namespace or ref.get("namespace") or "default"
+    now = _now_rfc3339()
+    source: dict[str, str] = {"component": component}
+    if host:
+        source["host"] = host
+    event: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": f"{ref['name'] or 'object'}.{time.time_ns():x}", "namespace": ns},
+        "involvedObject": ref,
+        "reason": reason,
+        "message": message,
+        "type": type,
+        "source": source,
+        "count": 1,
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "reportingComponent": component,
+        "reportingInstance": host or "",
+    }
+    if action:
+        event["action"] = action
+    return event
 
 
 def _fill_type_meta(items: list[dict], rt: ResourceType) -> list[dict]:

@@ -24,6 +24,7 @@ from api import resources as R
 from client.component import add_connection_flags, config_or_exit, setup_logging, stop_on_signals
 from client.errors import ApiError
 from client.informer import SharedInformers
+from client.lean import LeanWriter
 from client.rest import Client
 
 log = logging.getLogger("kubelet")
@@ -166,7 +167,8 @@ def main(argv: list[str] | None = None) -> None:
     services = informers.informer_for(R.SERVICES)
     syncer = PodSyncer(client=client, pods_store=pods.store, services_store=services.store, runtime=runtime,
                        network=network, node_name=node_name, node_ip=node_ip, root_dir=root,
-                       cluster_dns=args.cluster_dns, cluster_domain=args.cluster_domain, workers=args.workers)
+                       cluster_dns=args.cluster_dns, cluster_domain=args.cluster_domain, workers=args.workers,
+                       writer=LeanWriter(config, timeout=30.0, user_agent="pocketkube-kubelet/0.1"))
     syncer.register(pods)
     informers.start_all()
     while not stop.is_set() and not informers.wait_for_sync(1.0):

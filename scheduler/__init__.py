@@ -14,8 +14,8 @@ Lease. Where to read what:
 * ``cache.py``       - node usage including pods assumed but not yet seen bound;
 * ``queue.py``       - active / back-off / unschedulable queues, event-driven retries;
 * ``binder.py``      - the write seam (bind, PodScheduled=False) and its fake;
-* ``events.py``      - asynchronous, deferred, aggregated Event writer;
-* ``fasthttp.py``    - the lean keep-alive writer the per-pod binds and events go through;
+* ``events.py``      - asynchronous, deferred, aggregated Event writer (binds and events go
+                       through ``client.lean``, the lean keep-alive writer);
 * ``main.py``        - flags and wiring, leader election (``client.leaderelection``);
 * ``testing.py``     - pod/node builders for tests and the benchmark.
 

@@ -17,7 +17,7 @@ so it never races with whoever owns the rest of the object:
   other conditions alone.
 
 ``ClientBinder`` does this with the shared ``client.Client``, or binds
-through a ``fasthttp.LeanWriter`` (one keep-alive connection per bind
+through a ``client.lean.LeanWriter`` (one keep-alive connection per bind
 worker, a third of httpx's CPU per request; see that module).
 ``FakeBinder`` records calls in memory, can be told to fail, and can call
 back (e.g. into the scheduler's informer handlers, to play the watch) so the
@@ -71,7 +71,7 @@ def has_unschedulable_condition(pod: dict, message: str) -> bool:
 
 
 class ClientBinder:
-    """Binds through ``writer`` (a ``fasthttp.LeanWriter``, the cheap hot path) when given, else the client."""
+    """Binds through ``writer`` (a ``client.lean.LeanWriter``, the cheap hot path) when given, else the client."""
 
     def __init__(self, client: Any, writer: Any | None = None):
         self.client = client

@@ -26,7 +26,7 @@ dropped (upstream drops too when its queue is full) and counted in
 ``dropped``.
 
 ``EventSink`` is the seam: ``ClientEventSink`` writes core/v1 Events through
-the lean writer (``fasthttp``) or the shared client; ``FakeEventSink`` keeps
+the lean writer (``client.lean``) or the shared client; ``FakeEventSink`` keeps
 them in a list for tests.
 """
 from __future__ import annotations
@@ -51,7 +51,7 @@ class EventSink(Protocol):
 
 
 class ClientEventSink:
-    """Creates through ``writer`` (``fasthttp.LeanWriter``) when given, else the shared client."""
+    """Creates through ``writer`` (``client.lean.LeanWriter``) when given, else the shared client."""
 
     def __init__(self, client: Any, writer: Any | None = None):
         self.client = client

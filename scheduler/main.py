@@ -27,7 +27,7 @@ from client.leaderelection import (LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD,
 from client.rest import Client
 from scheduler.binder import ClientBinder
 from scheduler.events import ClientEventSink, EventRecorder
-from scheduler.fasthttp import LeanWriter
+from client.lean import LeanWriter
 from scheduler.plugins import DEFAULT_WEIGHTS, parse_weights
 from scheduler.scheduler import DEFAULT_SCHEDULER_NAME, Scheduler
 
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
 
     identity = args.identity or default_identity()
     client = Client(config, timeout=30.0)
-    writer = LeanWriter(config, timeout=30.0)  # binds and events: the per-pod hot path
+    writer = LeanWriter(config, timeout=30.0, user_agent="pocketkube-scheduler/0.1")  # binds and events: the per-pod hot path
     stop = stop_on_signals(log)
 
     informers = SharedInformers(client)

@@ -36,7 +36,7 @@ import signal
 import socket
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from kubelet.runtime import cgroups as cg
 from kubelet.runtime import linux, spawn
@@ -128,7 +128,7 @@ class Runtime:
         path = os.path.join(self.state_dir, kind, obj.id + ".json")
         tmp = path + ".tmp"
         with open(tmp, "w") as f:
-            json.dump(asdict(obj), f)
+            json.dump(vars(obj), f)       # flat records: vars() is asdict() without its deep copy
         os.replace(tmp, path)
 
     def _unsave(self, kind: str, id_: str) -> None:

@@ -44,10 +44,9 @@ class FakeRuntime:
                                "netns_path": f"/proc/{sid}/ns/net", "created_at": time.time(), "pid": 1}
         return dict(self.sandboxes[sid])          # the whole record, as the real daemon answers
 
-    def image_status(self, image):
-        return {"found": image in self.images}
-
     def create_container(self, sandbox_id, name, attempt, **spec):
+        if spec.get("image") not in self.images:
+            raise RuntimeCallError(f'image "{spec.get("image")}" not found', "ImageNotFound")
         cid = f"c{next(self.ids)}"
         self.containers[cid] = {"id": cid, "sandbox_id": sandbox_id, "name": name, "attempt": attempt,
                                 "state": "created", "exit_code": None, "reason": "", "created_at": time.time(),

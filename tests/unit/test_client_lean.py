@@ -9,7 +9,7 @@ import pytest
 
 from client.errors import ConnectionFailed, Conflict, NotFound
 from client.kubeconfig import Config
-from scheduler.fasthttp import LeanWriter
+from client.lean import LeanWriter
 
 
 class Scripted:

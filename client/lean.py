@@ -1,4 +1,4 @@
-"""A lean HTTP/1.1 writer for the scheduler's per-pod writes (binds and events).
+"""A lean HTTP/1.1 writer for the components' per-pod writes.
 
 Why not the shared ``client.Client``? Measured on this machine against the
 real API server, one ``pods/binding`` POST costs the *client* process about
@@ -6,13 +6,14 @@ real API server, one ``pods/binding`` POST costs the *client* process about
 flow, the pool's bookkeeping) and about 0.5 ms through the standard
 library's ``http.client`` (whose header parsing goes through the email
 package), and about 0.15 ms written directly on a socket. The scheduler makes
-two such writes per pod (the bind and the ``Scheduled`` event) and shares two
-cores with the API server, so that millisecond is a large share of the whole
-per-pod budget.
+two such writes per pod (the bind and the ``Scheduled`` event), the kubelet
+four (the status patch and the Pulled/Created/Started events), and they share
+two cores with the API server, so that millisecond is a large share of the
+whole per-pod budget.
 
-So the two hot writes go through this small HTTP/1.1 writer on a plain (or
-TLS) socket; everything else (informers, the status patch, the leader Lease)
-keeps using the shared client. It is deliberately narrow: JSON bodies, bearer-token or client
+So those hot writes go through this small HTTP/1.1 writer on a plain (or
+TLS) socket; everything else (informers, lists, Leases, node status) keeps
+using the shared client. It is deliberately narrow: JSON bodies, bearer-token or client
 certificate auth and TLS settings taken from the same kubeconfig ``Config``,
 one keep-alive connection per thread (bind workers and the event writer each
 reuse theirs), responses delimited by Content-Length, chunked encoding or the
@@ -36,7 +37,7 @@ import orjson
 from client.errors import ConnectionFailed, error_from_response
 from client.kubeconfig import Config, ssl_context
 
-USER_AGENT = "pocketkube-scheduler/0.1"
+USER_AGENT = "pocketkube/0.1"
 
 
 class _Conn:
@@ -57,7 +58,8 @@ class _Conn:
 
 
 class LeanWriter:
-    def __init__(self, config: Config, timeout: float = 30.0, idle_reconnect: float = 4.0):
+    def __init__(self, config: Config, timeout: float = 30.0, idle_reconnect: float = 4.0,
+                 user_agent: str = USER_AGENT):
         url = urlsplit(config.server)
         self.scheme = url.scheme
         self.host = url.hostname or "127.0.0.1"
@@ -70,7 +72,7 @@ class LeanWriter:
         default_port = 443 if url.scheme == "https" else 80
         if self.port != default_port:
             host_header += f":{self.port}"
-        lines = [f"Host: {host_header}", "Accept: application/json", f"User-Agent: {USER_AGENT}"]
+        lines = [f"Host: {host_header}", "Accept: application/json", f"User-Agent: {user_agent}"]
         if config.token:
             lines.append(f"Authorization: Bearer {config.token}")
         self._fixed_headers = "\r\n".join(lines)
@@ -193,6 +195,10 @@ class LeanWriter:
         body = {"apiVersion": "v1", "kind": "Binding", "metadata": md,
                 "target": {"apiVersion": "v1", "kind": "Node", "name": node}}
         return self.request("POST", f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(name)}/binding", body)
+
+    def patch_status(self, path: str, status: dict) -> dict:
+        """A merge patch of ``{"status": status}`` to the ``status`` subresource at ``path`` (an object path)."""
+        return self.request("PATCH", f"{path}/status", {"status": status}, "application/merge-patch+json")
 
     def create_event(self, event: dict) -> dict:
         ns = event["metadata"]["namespace"]
