@@ -18,6 +18,12 @@ removed at the end) and measures, in the same run:
 * pod startup latency for 20 and for 100 pods created at once: from the
   create call to the watch event showing the pod Running and Ready (the
   Kubernetes pod-startup SLI; scheduling included), p50/p99;
+* for each burst, where the CPU went (``startup<N>_cpu``): from the release
+  of the creates to the last pod Ready, the machine's busy CPU per pod (from
+  /proc/stat), each component's share, this load generator's, and "other"
+  (the pause and container processes and the kernel threads working for
+  them), with the cores' utilization over that window: it shows whether a
+  burst is bound by CPU and by whose;
 * memory per pod: the pause process's PSS plus the growth of the runtime's
   and kubelet's PSS from 0 to 100 pods, divided by 100.
 
@@ -104,7 +110,27 @@ def metrics(cluster: KubeletCluster) -> dict:
     return out
 
 
-def startup(cluster: KubeletCluster, n: int, prefix: str) -> list[float]:
+def proc_cpu(pid: int) -> float:
+    """User + system CPU seconds of one process (its threads included, reaped children not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def system_busy() -> float:
+    """CPU seconds the whole machine spent not idle (all cores, from /proc/stat)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def startup(cluster: KubeletCluster, n: int, prefix: str, procs: dict[str, int] | None = None,
+            cpu: dict | None = None) -> list[float]:
+    """Latencies of ``n`` pods created at once; with ``procs`` ({name: pid}) and a ``cpu`` dict, also
+    fills ``cpu`` with the CPU spent from the release of the creates until the last pod was Ready."""
     client = cluster.client
     rv = client.list(R.PODS, "default")["metadata"]["resourceVersion"]
     created: dict[str, float] = {}
@@ -147,8 +173,23 @@ def startup(cluster: KubeletCluster, n: int, prefix: str) -> list[float]:
                               {"name": "main", "image": "pocketkube/host", "args": ["sleep", "3600"]}]}})
 
     threads = [threading.Thread(target=make, args=(i,)) for i in range(n)]
+    if cpu is not None:   # the measuring thread joins the barrier, so the window opens with the creates
+        go = threading.Barrier(n + 1)
     for th in threads:
         th.start()
+    if cpu is not None:
+        time.sleep(0.2)   # every creating thread at the barrier
+        before = {k: proc_cpu(p) for k, p in (procs or {}).items()}
+        busy0, me0, t0 = system_busy(), time.process_time(), time.monotonic()
+        go.wait()
+        done.wait(120)
+        wall = time.monotonic() - t0
+        busy, me = system_busy() - busy0, time.process_time() - me0
+        per = {k: (proc_cpu(p) - before[k]) * 1000 / n for k, p in (procs or {}).items()}
+        per["bench"] = me * 1000 / n
+        per["other"] = busy * 1000 / n - sum(per.values())   # pause/container processes, kernel threads
+        cpu.update(window_ms=round(wall * 1000), util=round(busy / (wall * (os.cpu_count() or 1)), 2),
+                   machine_ms_per_pod=round(busy * 1000 / n, 1), ms_per_pod={k: round(v, 1) for k, v in per.items()})
     for th in threads:
         th.join()
     done.wait(120)
@@ -191,6 +232,8 @@ def main() -> None:
         result["bare_sandbox_ms_p50"] = round(pct(bare, 50) * 1000, 1)
         kubelet_pid = cluster.kubelet.proc.pid
         runtime_pid = cluster.runtime_pid()
+        procs = {"apiserver": cluster.apiserver.proc.pid, "scheduler": cluster.scheduler.proc.pid,
+                 "controller_manager": cluster.cm.proc.pid, "kubelet": kubelet_pid, "runtime": runtime_pid}
         log("one pod at a time (10)")
         single = []
         for i in range(10):
@@ -206,7 +249,9 @@ def main() -> None:
         base_pss = sum(pss_kb(p) for p in tree_pids(kubelet_pid)) + pss_kb(runtime_pid)
         for n in (20, 100):
             log(f"starting {n} pods at once")
-            lat = startup(cluster, n, f"b{n}-")
+            cpu: dict = {}
+            lat = startup(cluster, n, f"b{n}-", procs, cpu)
+            result[f"startup{n}_cpu"] = cpu
             result[f"startup{n}_p50_ms"] = round(pct(lat, 50) * 1000, 1)
             result[f"startup{n}_p99_ms"] = round(pct(lat, 99) * 1000, 1)
             result[f"startup{n}_ready"] = len(lat)

@@ -147,11 +147,12 @@ class HostLocalIPAM:
             os.close(fd)  # closing drops the flock
 
     # ------------------------------------------------------------ queries
-    def _candidates(self) -> list[ipaddress.IPv4Address]:
+    def _candidates(self) -> list[int]:
+        """The addresses that may be handed out, as integers (building ~250 IPv4Address objects for
+        every allocation cost about a millisecond of CPU per pod)."""
         c = self.config
-        skip = {c.subnet.network_address, c.subnet.broadcast_address, c.gateway}
-        return [ipaddress.IPv4Address(i) for i in range(int(c.range_start), int(c.range_end) + 1)
-                if ipaddress.IPv4Address(i) not in skip]
+        skip = {int(c.subnet.network_address), int(c.subnet.broadcast_address), int(c.gateway)}
+        return [i for i in range(int(c.range_start), int(c.range_end) + 1) if i not in skip]
 
     def _read_leases(self) -> dict[ipaddress.IPv4Address, tuple[str, str]]:
         out = {}
@@ -177,9 +178,10 @@ class HostLocalIPAM:
         """``{ip: (container id, ifname)}`` for every lease on disk."""
         return {str(ip): owner for ip, owner in sorted(self._read_leases().items())}
 
-    def _owned(self, container_id: str, ifname: str | None) -> list[ipaddress.IPv4Address]:
+    def _owned(self, container_id: str, ifname: str | None,
+               leases: dict[ipaddress.IPv4Address, tuple[str, str]] | None = None) -> list[ipaddress.IPv4Address]:
         # An ifname-less file (written by very old host-local) matches on the id alone.
-        return sorted(ip for ip, (cid, ifn) in self._read_leases().items()
+        return sorted(ip for ip, (cid, ifn) in (self._read_leases() if leases is None else leases).items()
                       if cid == container_id and (ifname is None or ifn in (ifname, "")))
 
     def lookup(self, container_id: str, ifname: str) -> Lease | None:
@@ -193,16 +195,21 @@ class HostLocalIPAM:
     def allocate(self, container_id: str, ifname: str) -> tuple[Lease, bool]:
         """The container's lease, made if needed; returns ``(lease, created)``."""
         with self._locked():
-            owned = self._owned(container_id, ifname)
+            leases = self._read_leases()
+            owned = self._owned(container_id, ifname, leases)
             if owned:
                 return self._lease(owned[0]), False
             candidates = self._candidates()
+            taken = {int(ip) for ip in leases}     # known leases are skipped; O_EXCL still decides races
             start = 0
             last = self._read_last()
-            if last is not None and last in candidates:
-                start = candidates.index(last) + 1
-            for i in range(len(candidates)):
-                ip = candidates[(start + i) % len(candidates)]
+            if last is not None and int(last) in candidates:
+                start = candidates.index(int(last)) + 1
+            for k in range(len(candidates)):
+                i = candidates[(start + k) % len(candidates)]
+                if i in taken:
+                    continue
+                ip = ipaddress.IPv4Address(i)
                 path = os.path.join(self.dir, str(ip))
                 try:
                     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)

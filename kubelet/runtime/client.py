@@ -17,6 +17,8 @@ import subprocess
 import sys
 import time
 
+import orjson
+
 
 class RuntimeCallError(Exception):
     def __init__(self, message: str, kind: str = "Error"):
@@ -47,7 +49,7 @@ class RuntimeClient:
     def call(self, method: str, *, call_timeout: float | None = None, **params) -> dict:
         s = self._connect(call_timeout)
         try:
-            s.sendall(json.dumps({"method": method, **params}).encode() + b"\n")
+            s.sendall(orjson.dumps({"method": method, **params}) + b"\n")
             buf = b""
             while not buf.endswith(b"\n"):
                 chunk = s.recv(1 << 20)
@@ -58,7 +60,7 @@ class RuntimeClient:
             raise RuntimeCallError(f"runtime call {method} timed out", "Timeout") from e
         finally:
             s.close()
-        resp = json.loads(buf)
+        resp = orjson.loads(buf)
         if not resp.pop("ok", False):
             raise RuntimeCallError(resp.get("error", "unknown runtime error"), resp.get("kind", "Error"))
         return resp
@@ -81,7 +83,7 @@ class RuntimeClient:
                         fds.frombytes(data[:len(data) - (len(data) % fds.itemsize)])
         finally:
             s.close()
-        resp = json.loads(buf)
+        resp = orjson.loads(buf)
         if not resp.pop("ok", False):
             for fd in fds:
                 os.close(fd)

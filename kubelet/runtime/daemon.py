@@ -38,6 +38,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+import orjson
+
 from kubelet.runtime import cgroups as cg
 from kubelet.runtime import linux, spawn
 from kubelet.runtime.images import ImageStore
@@ -127,8 +129,8 @@ class Runtime:
         kind = "sandboxes" if isinstance(obj, Sandbox) else "containers"
         path = os.path.join(self.state_dir, kind, obj.id + ".json")
         tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(vars(obj), f)       # flat records: vars() is asdict() without its deep copy
+        with open(tmp, "wb") as f:
+            f.write(orjson.dumps(vars(obj)))  # flat records: vars() is asdict() without its deep copy
         os.replace(tmp, path)
 
     def _unsave(self, kind: str, id_: str) -> None:
@@ -359,7 +361,7 @@ class Runtime:
             loop.add_reader(fd, self._pump, c.id, fd, stream)
         self._track("container", c.id, pid)
         self._save(c)
-        return {"pid": pid}
+        return dict(vars(c))              # the whole record, as list_containers gives it
 
     def _pump(self, cid: str, fd: int, stream: str) -> None:
         w = self._writers.get(cid)
@@ -534,7 +536,7 @@ async def handle_connection(rt: Runtime, sock: socket.socket) -> None:
             line, _, buf = buf.partition(b"\n")
             fds: list[int] = []
             try:
-                req = json.loads(line)
+                req = orjson.loads(line)
                 method = req.pop("method", None)
                 if method == "exec":
                     result, fds = rt.exec_start(**req)
@@ -552,7 +554,7 @@ async def handle_connection(rt: Runtime, sock: socket.socket) -> None:
             except OSError as e:
                 log.exception("request failed")
                 resp = {"ok": False, "error": str(e), "kind": "Internal"}
-            data = json.dumps(resp).encode() + b"\n"
+            data = orjson.dumps(resp) + b"\n"
             if fds:
                 sock.setblocking(True)
                 try:

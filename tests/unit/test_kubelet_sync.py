@@ -56,8 +56,8 @@ class FakeRuntime:
 
     def start_container(self, id):
         c = self.containers[id]
-        c.update(state="running", started_at="2026-01-01T00:00:00Z", started_ts=time.time())
-        return {"pid": 42}
+        c.update(state="running", started_at="2026-01-01T00:00:00Z", started_ts=time.time(), pid=42)
+        return dict(c)                            # the whole record, as the real daemon answers
 
     def exit(self, name: str, code: int, ago: float = 0.0) -> None:
         for c in self.containers.values():
