@@ -106,12 +106,13 @@ def _is_errno(e: BaseException, *codes: int) -> bool:
 class RealNetlink:
     """``Netlink`` on pyroute2, safe from many threads.
 
-    Each thread keeps one rtnetlink socket in the node namespace and one in
-    the pod namespace it last worked on (checked against the namespace file's
-    inode, so a recycled /proc/PID path never reaches a stale namespace):
-    opening a pyroute2 socket costs ~2 ms of CPU and a pod namespace socket
-    also a thread hop (``netns_socket``), and one ADD used to open nine. A
-    socket that saw an error is dropped, so the next call starts clean.
+    Each thread keeps its rtnetlink sockets in the node namespace (a pyroute2
+    ``IPRoute``, and the lean ``rtnl.RtnlSocket`` of the ADD path): opening an
+    ``IPRoute`` costs ~2 ms of CPU. Sockets in a pod namespace are opened per
+    call, from a thread that entered it (``netns_socket``), and closed after
+    it: a netlink socket keeps its namespace alive, and a kept one would hold a
+    deleted pod's namespace until the thread's next call. A socket that saw an
+    error is dropped, so the next call starts clean.
     """
 
     def __init__(self) -> None:
@@ -121,26 +122,20 @@ class RealNetlink:
     def _ipr(self, netns: str | None = None):
         from pyroute2 import IPRoute
 
-        slot = "node" if netns is None else "pod"
-        key = None
-        if netns is not None:
+        if netns is not None:         # pod namespaces: rare here (CHECK, a repeated ADD); never kept
+            ipr = IPRoute(fileno=netns_socket(netns).detach())
             try:
-                key = (netns, os.stat(netns).st_ino)
-            except FileNotFoundError:
-                raise NetnsNotFound(netns) from None
-        cached = getattr(self._local, slot, None)
-        if cached is not None and cached[0] == key:
-            ipr = cached[1]
-        else:
-            if cached is not None:
-                cached[1].close()
-                setattr(self._local, slot, None)
-            ipr = IPRoute() if netns is None else IPRoute(fileno=netns_socket(netns).detach())
-            setattr(self._local, slot, (key, ipr))
+                yield ipr
+            finally:
+                ipr.close()
+            return
+        ipr = getattr(self._local, "node", None)
+        if ipr is None:
+            ipr = self._local.node = IPRoute()
         try:
             yield ipr
         except BaseException:
-            setattr(self._local, slot, None)
+            self._local.node = None
             ipr.close()
             raise
 
@@ -256,36 +251,28 @@ class RealNetlink:
     # created inside the pod namespace, where the kernel itself refuses a name that exists.
     @contextlib.contextmanager
     def _rtnl(self, netns: str | None = None):
-        """A per-thread lean rtnetlink socket in the node namespace or in pod namespace ``netns``."""
-        slot = "rtnl_node" if netns is None else "rtnl_pod"
-        key = None
+        """A lean rtnetlink socket: per thread and kept in the node namespace; for pod namespace ``netns``
+        a fresh one, closed after use (each ADD is in a new namespace anyway, and a kept socket would
+        hold a deleted pod's namespace alive until the thread's next ADD)."""
         if netns is not None:
             try:
-                key = (netns, os.stat(netns).st_ino)
+                sock = RtnlSocket(socket_in_netns(netns, socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE))
             except FileNotFoundError:
                 raise NetnsNotFound(netns) from None
-        cached = getattr(self._local, slot, None)
-        if cached is not None and cached[0] == key:
-            sock = cached[1]
-        else:
-            if cached is not None:
-                cached[1].close()
-                setattr(self._local, slot, None)
-            if netns is None:
-                sock = RtnlSocket()
-            else:
-                try:
-                    sock = RtnlSocket(socket_in_netns(netns, socket.AF_NETLINK, socket.SOCK_RAW,
-                                                      socket.NETLINK_ROUTE))
-                except FileNotFoundError:
-                    raise NetnsNotFound(netns) from None
-            setattr(self._local, slot, (key, sock))
+            try:
+                yield sock
+            finally:
+                sock.close()
+            return
+        sock = getattr(self._local, "rtnl_node", None)
+        if sock is None:
+            sock = self._local.rtnl_node = RtnlSocket()
         try:
             yield sock
         except NetlinkError:
             raise                         # an answered request: the socket is still in step
         except BaseException:
-            setattr(self._local, slot, None)
+            self._local.rtnl_node = None
             sock.close()
             raise
 
