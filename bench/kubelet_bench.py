@@ -161,7 +161,7 @@ def startup(cluster: KubeletCluster, n: int, prefix: str, procs: dict[str, int] 
     clients = [Client(server=cluster.url) for _ in range(n)]
     for c in clients:
         c.request("GET", "/version")
-    go = threading.Barrier(n)
+    go = threading.Barrier(n if cpu is None else n + 1)   # with ``cpu``, the measuring thread releases it
 
     def make(i: int) -> None:
         c = clients[i]
@@ -173,8 +173,6 @@ def startup(cluster: KubeletCluster, n: int, prefix: str, procs: dict[str, int] 
                               {"name": "main", "image": "pocketkube/host", "args": ["sleep", "3600"]}]}})
 
     threads = [threading.Thread(target=make, args=(i,)) for i in range(n)]
-    if cpu is not None:   # the measuring thread joins the barrier, so the window opens with the creates
-        go = threading.Barrier(n + 1)
     for th in threads:
         th.start()
     if cpu is not None:

@@ -473,7 +473,9 @@ class PodSyncer:
                 self._event(pod, "FailedPostStartHook", msg, "Warning")
                 self.runtime.call("stop_container", id=created["id"], timeout=0)
                 return True, None
-        if old_recs[:-1] or "id" not in rec:   # older records went, or an answer without the record
+        # older records went, or a runtime from before this kubelet (it outlives kubelet upgrades) answered
+        # without the record: the caller re-reads the records
+        if old_recs[:-1] or "id" not in rec:
             return True, None
         return True, rec
 

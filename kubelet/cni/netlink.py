@@ -119,25 +119,33 @@ class RealNetlink:
         self._local = threading.local()
 
     @contextlib.contextmanager
+    def _socket(self, slot: str, netns: str | None, open_node, open_pod, answered: tuple = ()):
+        """A per-thread socket kept in ``slot`` (node namespace), or one opened for this call and closed after
+        it (pod namespace ``netns``). A kept socket is dropped on any error but the ``answered`` ones."""
+        if netns is not None:
+            sock = open_pod(netns)
+            try:
+                yield sock
+            finally:
+                sock.close()
+            return
+        sock = getattr(self._local, slot, None)
+        if sock is None:
+            sock = open_node()
+            setattr(self._local, slot, sock)
+        try:
+            yield sock
+        except answered:
+            raise                         # an answered request: the socket is still in step
+        except BaseException:
+            setattr(self._local, slot, None)
+            sock.close()
+            raise
+
     def _ipr(self, netns: str | None = None):
         from pyroute2 import IPRoute
 
-        if netns is not None:         # pod namespaces: rare here (CHECK, a repeated ADD); never kept
-            ipr = IPRoute(fileno=netns_socket(netns).detach())
-            try:
-                yield ipr
-            finally:
-                ipr.close()
-            return
-        ipr = getattr(self._local, "node", None)
-        if ipr is None:
-            ipr = self._local.node = IPRoute()
-        try:
-            yield ipr
-        except BaseException:
-            self._local.node = None
-            ipr.close()
-            raise
+        return self._socket("ipr", netns, IPRoute, lambda path: IPRoute(fileno=netns_socket(path).detach()))
 
     @staticmethod
     def _index(ipr, name: str) -> int | None:
@@ -249,32 +257,10 @@ class RealNetlink:
     # goes through ``rtnl.RtnlSocket``: the same pyroute2 messages without IPRoute's ~1 ms of
     # CPU per request. MACs are chosen, not read back; lo is always ifindex 1; the peer is
     # created inside the pod namespace, where the kernel itself refuses a name that exists.
-    @contextlib.contextmanager
     def _rtnl(self, netns: str | None = None):
-        """A lean rtnetlink socket: per thread and kept in the node namespace; for pod namespace ``netns``
-        a fresh one, closed after use (each ADD is in a new namespace anyway, and a kept socket would
-        hold a deleted pod's namespace alive until the thread's next ADD)."""
-        if netns is not None:
-            try:
-                sock = RtnlSocket(socket_in_netns(netns, socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE))
-            except FileNotFoundError:
-                raise NetnsNotFound(netns) from None
-            try:
-                yield sock
-            finally:
-                sock.close()
-            return
-        sock = getattr(self._local, "rtnl_node", None)
-        if sock is None:
-            sock = self._local.rtnl_node = RtnlSocket()
-        try:
-            yield sock
-        except NetlinkError:
-            raise                         # an answered request: the socket is still in step
-        except BaseException:
-            self._local.rtnl_node = None
-            sock.close()
-            raise
+        """The lean socket of the ADD path (see ``_socket``)."""
+        return self._socket("rtnl", netns, RtnlSocket, lambda path: RtnlSocket(netns_socket(path)),
+                            answered=(NetlinkError,))
 
     def add_veth(self, host_name: str, netns: str, ifname: str, mtu: int | None = None) -> tuple[LinkInfo, LinkInfo]:
         try:
