@@ -127,3 +127,14 @@ def test_idle_connection_is_replaced_before_reuse():
     w.request("POST", "/a", {})
     w.request("POST", "/b", {})
     assert srv.connections == 2
+
+
+def test_patch_status_is_a_merge_patch_of_the_status_subresource():
+    srv = Scripted([ok({"kind": "Pod"}, "200 OK")])
+    w = srv.writer(user_agent="pocketkube-kubelet/0.1")
+    w.patch_status("/api/v1/namespaces/default/pods/web", {"phase": "Running"})
+    head, _, body = srv.requests[0].partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    assert lines[0] == "PATCH /api/v1/namespaces/default/pods/web/status HTTP/1.1"
+    assert "Content-Type: application/merge-patch+json" in lines and "User-Agent: pocketkube-kubelet/0.1" in lines
+    assert orjson.loads(body) == {"status": {"phase": "Running"}}

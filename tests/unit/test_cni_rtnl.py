@@ -134,3 +134,26 @@ def test_address_and_routes():
     assert default["scope"] == rtnl.RT_SCOPE_UNIVERSE
     onlink = decode(rtmsg, fake.sent[2])
     assert (onlink["dst_len"], onlink.get_attr("RTA_DST"), onlink["scope"]) == (12, "10.96.0.0", rtnl.RT_SCOPE_LINK)
+
+
+def test_configure_pod_closes_its_pod_namespace_socket(monkeypatch, tmp_path):
+    """A kept netlink socket would hold a deleted pod's namespace alive; each pod call opens and closes its own."""
+    from kubelet.cni import netlink
+
+    socks: list[FakeSock] = []
+
+    def fake_netns_socket(path):
+        s = FakeSock()
+        # lo up, eth0's index, address, eth0 up, default route
+        s.answers = [lambda seq: ack(seq), lambda seq: link_answer(seq, 2)] + [lambda seq: ack(seq)] * 3
+        s.closed = False
+        s.close = lambda: setattr(s, "closed", True)
+        socks.append(s)
+        return s
+
+    monkeypatch.setattr(netlink, "netns_socket", fake_netns_socket)
+    nl = netlink.RealNetlink()
+    for _ in range(2):
+        nl.configure_pod(str(tmp_path), "eth0", "10.244.1.5/24", [("0.0.0.0/0", "10.244.1.1")])
+    assert len(socks) == 2 and all(s.closed for s in socks)
+    assert not any(s.answers for s in socks)   # every request got its answer

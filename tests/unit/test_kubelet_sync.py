@@ -261,3 +261,15 @@ def test_runtime_errors_surface_to_the_worker(kl):
     kl.rt.call = broken
     with pytest.raises(RuntimeCallError):
         kl.sync("default/web")
+
+
+def test_a_pod_start_asks_the_runtime_only_what_it_must(kl):
+    kl.pods_.add(make_pod())
+    kl.sync("default/web")
+    # no image lookup (create answers ImageNotFound) and no re-list after the start (start answers the record)
+    assert [m for m, _ in kl.rt.calls] == ["list_sandboxes", "run_sandbox", "create_container", "start_container"]
+    assert kl.api.status["web"]["containerStatuses"][0]["state"].get("running")
+    # a steady-state resync reads the pod's sandboxes and containers once and changes nothing
+    kl.rt.calls.clear()
+    kl.sync("default/web")
+    assert [m for m, _ in kl.rt.calls] == ["list_sandboxes", "list_containers"]
