@@ -4,9 +4,9 @@ Runs a real one-node cluster (the e2e node fixture: API server, scheduler,
 controller-manager, kubelet + runtime in a node namespace made for the run,
 removed at the end) and measures, in the same run:
 
-* bare operations, the floor a sandbox cannot beat with these libraries: fork
-  a process into new net/ipc/uts namespaces (``spawn_sandbox``, the pause
-  process), then with the same pyroute2 calls the plugin makes create a veth
+* bare operations, the floor a sandbox cannot beat with these libraries: start
+  a process in new net/ipc/uts namespaces (``spawn_sandbox``, the pause
+  process, with the C spawn helper as the runtime uses it when built), then with the same pyroute2 calls the plugin makes create a veth
   pair into its namespace, put the host end on a bridge (hairpin, up), address
   the pod end, bring it up and add the default route — no CNI framing, no
   IPAM, no kubelet; one at a time, median per sandbox (``bare_sandbox_ms_p50``);
@@ -51,13 +51,15 @@ from tests.e2e.netns import Node  # noqa: E402
 BARE = r"""
 import json, os, signal, sys, time
 from kubelet.cni.netlink import RealNetlink
+from kubelet.runtime.pkspawn import ensure
 from kubelet.runtime.spawn import SandboxSpec, spawn_sandbox
 n = int(sys.argv[1]); out = []
+helper = ensure(sys.argv[2])[0]     # the runtime's own way to start a process in new namespaces, when built
 nl = RealNetlink()
 nl.ensure_bridge("pkbare0", "10.255.0.1/16")
 for i in range(n):
     t = time.perf_counter()
-    pid = spawn_sandbox(SandboxSpec(hostname=f"bare{i}"))
+    pid = spawn_sandbox(SandboxSpec(hostname=f"bare{i}"), helper)
     netns = f"/proc/{pid}/ns/net"
     nl.add_veth(f"pkbare{i + 1}", netns, "eth0")
     nl.attach(f"pkbare{i + 1}", "pkbare0", True)
@@ -224,7 +226,8 @@ def main() -> None:
         cluster = KubeletCluster(node, tmp, proxy=False)
         cluster.start()
         log("cluster up; measuring bare operations")
-        bare = json.loads(subprocess.run(["nsenter", f"--net=/run/netns/{node.ns}", sys.executable, "-c", BARE, "30"],
+        bare = json.loads(subprocess.run(["nsenter", f"--net=/run/netns/{node.ns}", sys.executable, "-c", BARE, "30",
+                                          os.path.join(tmp, "bare-bin")],
                                          capture_output=True, text=True, timeout=300, check=True,
                                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__)))).stdout)
         result["bare_sandbox_ms_p50"] = round(pct(bare, 50) * 1000, 1)

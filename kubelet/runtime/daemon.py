@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from kubelet.runtime import cgroups as cg
-from kubelet.runtime import linux, spawn
+from kubelet.runtime import linux, pkspawn, spawn
 from kubelet.runtime.images import ImageStore
 from kubelet.runtime.logs import LogWriter
 
@@ -105,8 +105,10 @@ class Container:
 
 class Runtime:
     def __init__(self, root: str, cgroup_root: str = "pocketkube", *, log_max_bytes: int = 10 * 1024 * 1024,
-                 log_max_files: int = 2, cgroups=None):
+                 log_max_files: int = 2, cgroups=None, spawn_helper: str | None = None):
         self.root = root
+        # the built C helper (kubelet.runtime.pkspawn) that makes sandboxes and containers; None: fork
+        self.spawn_helper = spawn_helper
         self.state_dir = os.path.join(root, "state")
         self.images = ImageStore(os.path.join(root, "images"))
         self.cgroups = cgroups if cgroups is not None else cg.detect(cgroup_root)
@@ -246,7 +248,7 @@ class Runtime:
         rel = f"pod{pod['uid']}"
         self.cgroups.create(rel)
         pid = await spawn.drive_async(spawn.sandbox_steps(spawn.SandboxSpec(
-            hostname=hostname[:63], network=network, cgroup_procs=self.cgroups.procs_files(rel))))
+            hostname=hostname[:63], network=network, cgroup_procs=self.cgroups.procs_files(rel)), self.spawn_helper))
         s = Sandbox(id=sid, pod=pod, hostname=hostname, network=network, pid=pid,
                     start_ticks=linux.process_start_time(pid), created_at=now_iso(),
                     netns_path=f"/proc/{pid}/ns/net", labels=labels or {}, annotations=annotations or {}, cgroup=rel)
@@ -343,7 +345,7 @@ class Runtime:
             pid, out_r, err_r, _ = await spawn.drive_async(spawn.container_steps(spawn.ContainerSpec(
                 argv=c.argv, env=c.env, sandbox_pid=s.pid, cwd=c.cwd, rootfs=img.rootfs if img else None,
                 overlay_dir=overlay, files=[tuple(f) for f in c.files],
-                cgroup_procs=self.cgroups.procs_files(c.cgroup))))
+                cgroup_procs=self.cgroups.procs_files(c.cgroup)), self.spawn_helper))
         except spawn.SpawnError as e:
             writer.close()
             c.state, c.exit_code, c.reason, c.message = "exited", 128, "StartError", str(e)
@@ -587,7 +589,8 @@ async def serve(rt: Runtime, socket_path: str, ready: asyncio.Event | None = Non
     srv.listen(128)
     srv.setblocking(False)
     rt.reap()
-    log.info("runtime listening on %s (cgroups v%s)", socket_path, rt.cgroups.version)
+    log.info("runtime listening on %s (cgroups v%s, %s)", socket_path, rt.cgroups.version,
+             f"spawn helper {rt.spawn_helper}" if rt.spawn_helper else "forking")
     tasks: set[asyncio.Task] = set()
 
     async def accept_loop() -> None:
@@ -619,6 +622,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cgroup-root", default="pocketkube", help="cgroup path for pods (default pocketkube)")
     p.add_argument("--log-max-bytes", type=int, default=10 * 1024 * 1024, help="rotate a container log at this size")
     p.add_argument("--log-max-files", type=int, default=2, help="log files kept per container (default 2)")
+    p.add_argument("--spawn-helper", default="auto", choices=["auto", "off"],
+                   help="auto (default): build the C helper that makes pause and container processes without "
+                        "forking this daemon (needs a C compiler once; falls back to forking); off: always fork")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p
 
@@ -634,7 +640,14 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     os.makedirs(args.root_dir, exist_ok=True)
     linux.set_child_subreaper()
-    rt = Runtime(args.root_dir, args.cgroup_root, log_max_bytes=args.log_max_bytes, log_max_files=args.log_max_files)
+    helper = None
+    if args.spawn_helper == "auto":
+        helper, why = pkspawn.ensure(os.path.join(args.root_dir, "bin"))
+        if helper is None:
+            log.warning("spawn helper not built (%s); pause and container processes are forked from this daemon, "
+                        "which costs more CPU per pod", why)
+    rt = Runtime(args.root_dir, args.cgroup_root, log_max_bytes=args.log_max_bytes, log_max_files=args.log_max_files,
+                 spawn_helper=helper)
     rt.recover()
     with open(os.path.join(args.root_dir, "runtime.pid"), "w") as f:
         f.write(str(os.getpid()))

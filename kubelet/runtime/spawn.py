@@ -19,6 +19,13 @@ Every process is forked from the runtime daemon, so the runtime is its parent
   root directory, forks D (inside the container's pid namespace) and exits;
   D gets pipes or a pty and execs.
 
+With a built C helper (``pkspawn.c``, see ``kubelet.runtime.pkspawn``) the
+runtime does not fork itself for sandboxes and containers: it starts the
+helper with posix_spawn (vfork, nothing copied) and the helper does the same
+steps — the sandbox helper *is* the pause process; for a container it is A.
+The request travels in a memfd, the answer on the same report pipe. The
+Python steps below stay as the fallback (no compiler) and for exec sessions.
+
 Failures in a child before exec travel back over a close-on-exec pipe
 (``E<message>``), so a bad command or working directory becomes a container
 status (``StartError``/exit 128), never a silent hang; A reports B's PID on
@@ -143,8 +150,59 @@ def _devnull_stdio(keep_stdin: int | None = None) -> None:
         os.close(fd)
 
 
+# ------------------------------------------------------------ the C helper
+_RESET_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def _counted(items) -> list[str]:
+    return [str(len(items)), *items]
+
+
+def _high_fd(fd: int) -> int:
+    """``fd`` moved to 10 or above (close-on-exec), so the helper's fixed fds 3 and 4 never clobber it."""
+    if fd >= 10:
+        return fd
+    try:
+        return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
+    finally:
+        os.close(fd)
+
+
+def _start_helper(helper: str, argv: list[str], fields: list[str], stdin: int | None, stdout: int | None,
+                  stderr: int | None) -> tuple[int, int]:
+    """posix_spawn the helper with the request in a memfd on fd 4 and the report pipe on fd 3;
+    returns (the report pipe's read end, the helper's PID)."""
+    for f in fields:
+        if "\0" in f:
+            raise SpawnError(f"embedded null byte in {f!r}")
+    data = b"".join(f.encode(errors="surrogateescape") + b"\0" for f in fields)
+    req = _high_fd(os.memfd_create("pkspawn", os.MFD_CLOEXEC))
+    r, w = os.pipe2(os.O_CLOEXEC)
+    try:
+        w = _high_fd(w)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(req, view):]
+        actions = [(os.POSIX_SPAWN_DUP2, fd, i) if fd is not None else
+                   (os.POSIX_SPAWN_OPEN, i, "/dev/null", os.O_RDONLY if i == 0 else os.O_WRONLY, 0)
+                   for i, fd in enumerate((stdin, stdout, stderr))]
+        actions += [(os.POSIX_SPAWN_DUP2, w, 3), (os.POSIX_SPAWN_DUP2, req, 4)]
+        pid = os.posix_spawn(helper, argv, {}, file_actions=actions, setsigdef=_RESET_SIGNALS, setsigmask=())
+    except BaseException:
+        os.close(r)
+        raise
+    finally:
+        os.close(w)
+        os.close(req)
+    return r, pid
+
+
 # ------------------------------------------------------------------ sandbox
-def sandbox_steps(spec: SandboxSpec) -> Generator[int, bytes, int]:
+def sandbox_steps(spec: SandboxSpec, helper: str | None = None) -> Generator[int, bytes, int]:
+    if helper:
+        r, pid = _start_helper(helper, ["pause", "infinity"],
+                               ["sandbox", spec.network, spec.hostname, *_counted(spec.cgroup_procs)], None, None, None)
+        return _sandbox_result((yield r), pid)
     r, w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
@@ -164,7 +222,10 @@ def sandbox_steps(spec: SandboxSpec) -> Generator[int, bytes, int]:
         except BaseException as e:  # noqa: BLE001
             _fail(w, f"sandbox: {e}")
     os.close(w)
-    report = yield r
+    return _sandbox_result((yield r), pid)
+
+
+def _sandbox_result(report: bytes, pid: int) -> int:
     if report.startswith(b"E"):
         try:
             os.waitpid(pid, 0)
@@ -207,12 +268,30 @@ def _prepare_root(spec: ContainerSpec) -> str:
     return root
 
 
-def container_steps(spec: ContainerSpec) -> Generator[int, bytes, tuple[int, int, int, int | None]]:
+def container_steps(spec: ContainerSpec, helper: str | None = None
+                    ) -> Generator[int, bytes, tuple[int, int, int, int | None]]:
     """Start a container; returns (pid, stdout read end, stderr read end, stdin write end or None)."""
-    r, w = os.pipe2(os.O_CLOEXEC)
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     in_r, in_w = os.pipe2(os.O_CLOEXEC) if spec.stdin else (None, None)
+    if helper:
+        try:
+            r, pid = _start_helper(helper, ["pkspawn", "container"], [
+                "container", str(spec.sandbox_pid), spec.cwd, spec.rootfs or "", spec.overlay_dir or "",
+                *_counted(spec.argv), *_counted(spec.env), *_counted([x for f in spec.files for x in f]),
+                *_counted(spec.cgroup_procs)], in_r, out_w, err_w)
+        except BaseException:
+            for fd in (out_r, err_r, in_w):
+                if fd is not None:
+                    os.close(fd)
+            raise
+        finally:
+            for fd in (out_w, err_w, in_r):
+                if fd is not None:
+                    os.close(fd)
+        cpid = _collect((yield r), pid, [out_r, err_r, in_w], "container process did not start")
+        return cpid, out_r, err_r, in_w
+    r, w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
         try:
@@ -366,12 +445,12 @@ async def drive_async(gen):
     raise RuntimeError("spawn steps did not finish")
 
 
-def spawn_sandbox(spec: SandboxSpec) -> int:
-    return drive(sandbox_steps(spec))
+def spawn_sandbox(spec: SandboxSpec, helper: str | None = None) -> int:
+    return drive(sandbox_steps(spec, helper))
 
 
-def spawn_container(spec: ContainerSpec) -> tuple[int, int, int, int | None]:
-    return drive(container_steps(spec))
+def spawn_container(spec: ContainerSpec, helper: str | None = None) -> tuple[int, int, int, int | None]:
+    return drive(container_steps(spec, helper))
 
 
 def spawn_exec(spec: ExecSpec) -> tuple[int, list[int]]:
