@@ -1,8 +1,13 @@
-"""The kubelet's side of the runtime socket: one call = one short Unix-socket exchange.
+"""The kubelet's side of the runtime socket: one call = one request line and one answer line.
 
-A connection per call keeps the client thread-safe without locks (the
-kubelet's pod workers, probers and exec sessions call at once) and costs
-~50 us on a Unix socket. ``exec`` receives the session's file descriptors
+Each thread keeps its own connection (the daemon serves any number of
+requests on one), so the client is thread-safe without locks while the
+kubelet's pod workers, probers and exec sessions call at once, and a pod
+start's four calls do not each pay a connect, an accept and a new task in
+the daemon. A kept connection that turns out dead when sending (the daemon
+restarted) is replaced and the request sent again: nothing had been sent.
+A timed-out or broken exchange drops the connection, so a late answer is
+never read as the next call's. ``exec`` receives the session's file descriptors
 with the answer (SCM_RIGHTS). ``ensure_runtime`` starts the daemon when no
 one answers on the socket, detached into its own session so it outlives
 the kubelet, as DESIGN.md's process table says.
@@ -15,6 +20,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import orjson
@@ -34,6 +40,7 @@ class RuntimeClient:
     def __init__(self, socket_path: str, timeout: float = 120.0):
         self.socket_path = socket_path
         self.timeout = timeout
+        self._local = threading.local()     # each thread's kept connection
 
     def _connect(self, timeout: float | None) -> socket.socket:
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -46,20 +53,44 @@ class RuntimeClient:
                                      "Unavailable") from e
         return s
 
+    def _drop(self) -> None:
+        s = getattr(self._local, "sock", None)
+        self._local.sock = None
+        if s is not None:
+            s.close()
+
     def call(self, method: str, *, call_timeout: float | None = None, **params) -> dict:
-        s = self._connect(call_timeout)
+        data = orjson.dumps({"method": method, **params}) + b"\n"
+        s = getattr(self._local, "sock", None)
+        if s is not None:
+            try:
+                s.settimeout(call_timeout or self.timeout)
+                s.sendall(data)
+            except OSError:                  # the daemon restarted since: nothing was sent, so resend
+                self._drop()
+                s = None
+        if s is None:
+            s = self._local.sock = self._connect(call_timeout)
+            try:
+                s.sendall(data)
+            except OSError as e:
+                self._drop()
+                raise RuntimeUnavailable(f"runtime connection failed during {method}: {e}", "Unavailable") from e
+        buf = b""
         try:
-            s.sendall(orjson.dumps({"method": method, **params}) + b"\n")
-            buf = b""
             while not buf.endswith(b"\n"):
                 chunk = s.recv(1 << 20)
                 if not chunk:
                     raise RuntimeUnavailable(f"runtime closed the connection during {method}", "Unavailable")
                 buf += chunk
         except socket.timeout as e:
+            self._drop()                     # a late answer must not be read as the next call's
             raise RuntimeCallError(f"runtime call {method} timed out", "Timeout") from e
-        finally:
-            s.close()
+        except OSError as e:
+            self._drop()
+            if isinstance(e, RuntimeUnavailable):
+                raise
+            raise RuntimeUnavailable(f"runtime connection failed during {method}: {e}", "Unavailable") from e
         resp = orjson.loads(buf)
         if not resp.pop("ok", False):
             raise RuntimeCallError(resp.get("error", "unknown runtime error"), resp.get("kind", "Error"))
