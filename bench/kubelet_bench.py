@@ -17,7 +17,10 @@ removed at the end) and measures, in the same run:
 * single-pod startup latency (one pod at a time, 10 pods);
 * pod startup latency for 20 and for 100 pods created at once: from the
   create call to the watch event showing the pod Running and Ready (the
-  Kubernetes pod-startup SLI; scheduling included), p50/p99;
+  Kubernetes pod-startup SLI; scheduling included), p50/p99; the 20-pod
+  burst is run five times (deleting the pods between) and the median burst
+  reported, with every burst's p50/p99 listed, because one burst on this
+  shared two-core machine varies by ±25%;
 * for each burst, where the CPU went (``startup<N>_cpu``): from the release
   of the creates to the last pod Ready, the machine's busy CPU per pod (from
   /proc/stat), each component's share, this load generator's, and "other"
@@ -71,6 +74,11 @@ for i in range(n):
 nl.delete_link("pkbare0")
 print(json.dumps(out))
 """
+
+
+# bursts per size: the 20-pod figure is the median of five bursts (the p50 of the median burst by p50,
+# the median of the bursts' p99s); the 100-pod burst runs once
+BURSTS = {20: 5, 100: 1}
 
 
 def pss_kb(pid: int) -> int:
@@ -250,13 +258,23 @@ def main() -> None:
         time.sleep(1)
         base_pss = sum(pss_kb(p) for p in tree_pids(kubelet_pid)) + pss_kb(runtime_pid)
         for n in (20, 100):
-            log(f"starting {n} pods at once")
-            cpu: dict = {}
-            lat = startup(cluster, n, f"b{n}-", procs, cpu)
-            result[f"startup{n}_cpu"] = cpu
-            result[f"startup{n}_p50_ms"] = round(pct(lat, 50) * 1000, 1)
-            result[f"startup{n}_p99_ms"] = round(pct(lat, 99) * 1000, 1)
-            result[f"startup{n}_ready"] = len(lat)
+            runs = []
+            for r in range(BURSTS[n]):
+                log(f"starting {n} pods at once ({r + 1}/{BURSTS[n]})")
+                cpu: dict = {}
+                lat = startup(cluster, n, f"b{n}r{r}-", procs, cpu)
+                runs.append((pct(lat, 50), pct(lat, 99), len(lat), cpu))
+                if r + 1 < BURSTS[n]:
+                    delete_all(cluster, f"b{n}r{r}-")
+                    time.sleep(1)
+            # the machine is shared and noisy: the median burst (by p50) stands for the run, all are listed
+            mid = sorted(runs, key=lambda x: x[0])[len(runs) // 2]
+            result[f"startup{n}_cpu"] = mid[3]
+            result[f"startup{n}_p50_ms"] = round(mid[0] * 1000, 1)
+            result[f"startup{n}_p99_ms"] = round(sorted(x[1] for x in runs)[len(runs) // 2] * 1000, 1)
+            result[f"startup{n}_ready"] = min(x[2] for x in runs)
+            if len(runs) > 1:
+                result[f"startup{n}_bursts_p50_p99_ms"] = [[round(x[0] * 1000), round(x[1] * 1000)] for x in runs]
             if n == 100:
                 time.sleep(2)
                 pause = [int(p) for p in subprocess.run(["pgrep", "-f", "^pause infinity"], capture_output=True,
@@ -269,7 +287,7 @@ def main() -> None:
                 result["mem_per_pod_mb"] = round((pause_pss + max(0, grown)) / 100 / 1024, 2)
             m = metrics(cluster)
             log(f"deleting {n} pods")
-            delete_all(cluster, f"b{n}-")
+            delete_all(cluster, f"b{n}r{BURSTS[n] - 1}-")
         # the kubelet's window holds every sandbox of the run: the 120 made in the bursts dominate
         result["burst_sandbox_setup_ms_p50"] = round(m.get("0.5", 0) * 1000, 1)
         result["burst_sandbox_setup_ms_p99"] = round(m.get("0.99", 0) * 1000, 1)

@@ -16,8 +16,8 @@ descriptors attached (SCM_RIGHTS), so the kubelet streams a ``kubectl exec``
 session straight from the pipes or pty without the daemon copying bytes.
 
 The daemon is one asyncio loop with no other threads, which keeps ``fork``
-safe; SIGCHLD wakes the loop to reap. State (sandboxes, containers) is written
-to ``<root>/state`` on every change. The processes themselves do not survive
+safe; SIGCHLD wakes the loop to reap. State (sandboxes, containers) is appended
+to ``<root>/state/journal.jsonl`` on every change (``kubelet.runtime.journal``). The processes themselves do not survive
 a restart of the daemon (their pipes end with it, as with containerd without
 shims): at start the daemon kills what its state says was running, marks those
 containers exited (reason ``Unknown``) and their sandboxes not ready, and the
@@ -43,6 +43,7 @@ import orjson
 from kubelet.runtime import cgroups as cg
 from kubelet.runtime import linux, pkspawn, spawn
 from kubelet.runtime.images import ImageStore
+from kubelet.runtime.journal import StateJournal
 from kubelet.runtime.logs import LogWriter
 
 log = logging.getLogger("runtime")
@@ -123,36 +124,25 @@ class Runtime:
         self._open_streams: dict[str, int] = {}
         self._execs: dict[str, dict] = {}
         self._stdin: dict[str, int] = {}
-        os.makedirs(os.path.join(self.state_dir, "sandboxes"), exist_ok=True)
-        os.makedirs(os.path.join(self.state_dir, "containers"), exist_ok=True)
+        self.journal = StateJournal(self.state_dir, ("sandboxes", "containers"))
 
     # ------------------------------------------------------------ persistence
     def _save(self, obj: Sandbox | Container) -> None:
-        kind = "sandboxes" if isinstance(obj, Sandbox) else "containers"
-        path = os.path.join(self.state_dir, kind, obj.id + ".json")
-        tmp = path + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(orjson.dumps(vars(obj)))  # flat records: vars() is asdict() without its deep copy
-        os.replace(tmp, path)
+        # flat records: vars() is asdict() without its deep copy
+        self.journal.put("sandboxes" if isinstance(obj, Sandbox) else "containers", obj.id, vars(obj))
 
     def _unsave(self, kind: str, id_: str) -> None:
-        try:
-            os.unlink(os.path.join(self.state_dir, kind, id_ + ".json"))
-        except FileNotFoundError:
-            pass
+        self.journal.delete(kind, id_)
 
     def recover(self) -> None:
         """Load state left by an earlier daemon; what it ran is ended (see the module docstring)."""
+        loaded = self.journal.load()
         for kind, cls, table in (("sandboxes", Sandbox, self.sandboxes), ("containers", Container, self.containers)):
-            d = os.path.join(self.state_dir, kind)
-            for fn in os.listdir(d):
-                if not fn.endswith(".json"):
-                    continue
+            for id_, record in loaded[kind].items():
                 try:
-                    with open(os.path.join(d, fn)) as f:
-                        table[fn[:-5]] = cls(**json.load(f))
-                except (OSError, ValueError, TypeError):
-                    os.unlink(os.path.join(d, fn))
+                    table[id_] = cls(**record)
+                except TypeError:                  # a record this version cannot read: dropped
+                    self.journal.delete(kind, id_)
         for c in self.containers.values():
             if c.state == "running":
                 self._kill_if_same(c.pid, c.start_ticks)
