@@ -37,6 +37,7 @@ from __future__ import annotations
 import fcntl
 import ipaddress
 import os
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
@@ -119,6 +120,11 @@ class RangeConfig:
         return cls(subnet, gateway, start, end, str(ipam.get("dataDir") or DEFAULT_DATA_DIR), tuple(routes))
 
 
+# lease owners already read, per lease directory: {name: ((inode, ctime ns), ip, (container id, ifname))}
+_OWNERS: dict[str, dict[str, tuple[tuple[int, int], ipaddress.IPv4Address, tuple[str, str]]]] = {}
+_OWNERS_LOCK = threading.Lock()
+
+
 class HostLocalIPAM:
     """Leases of one network in ``<data_dir>/networks/<network>/``; safe across threads and processes."""
 
@@ -154,25 +160,57 @@ class HostLocalIPAM:
         skip = {int(c.subnet.network_address), int(c.subnet.broadcast_address), int(c.gateway)}
         return [i for i in range(int(c.range_start), int(c.range_end) + 1) if i not in skip]
 
-    def _read_leases(self) -> dict[ipaddress.IPv4Address, tuple[str, str]]:
-        out = {}
+    def _read_leases(self, fresh: bool = False) -> dict[ipaddress.IPv4Address, tuple[str, str]]:
+        """Every lease: ``{ip: (container id, ifname)}``.
+
+        The owners are remembered in this process (``_OWNERS``) per file name, inode and change time:
+        a lease file is written once, when it is made, and removed on release, so a file with the same
+        identity has the owner read before (a released address leased again gets a new change time even
+        when the filesystem hands out the same inode at once, as ext4 does). One ``stat`` per lease
+        instead of open, read and close, and none of the parsing. ``fresh`` reads every file (release
+        does, before it removes anything).
+        """
         try:
-            names = os.listdir(self.dir)
+            with os.scandir(self.dir) as it:
+                entries = [e for e in it if e.name[:1].isdigit()]
         except FileNotFoundError:
             return {}
-        for name in names:
+        with _OWNERS_LOCK:
+            known = {} if fresh else _OWNERS.get(self.dir, {})
+        out: dict[ipaddress.IPv4Address, tuple[str, str]] = {}
+        seen: dict[str, tuple[tuple[int, int], ipaddress.IPv4Address, tuple[str, str]]] = {}
+        for e in entries:
             try:
-                ip = ipaddress.IPv4Address(name)
+                st = e.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            ident = (st.st_ino, st.st_ctime_ns)
+            hit = known.get(e.name)
+            if hit is not None and hit[0] == ident:
+                seen[e.name] = hit
+                out[hit[1]] = hit[2]
+                continue
+            try:
+                ip = ipaddress.IPv4Address(e.name)
             except ValueError:
                 continue  # last_reserved_ip.0, lock files, ...
             try:
-                with open(os.path.join(self.dir, name), newline="") as f:  # keep the \r\n
+                with open(e.path, newline="") as f:  # keep the \r\n
                     data = f.read()
             except OSError:
                 continue
             cid, _, ifname = data.strip().partition(LINE_BREAK)
-            out[ip] = (cid.strip(), ifname.strip())
+            owner = (cid.strip(), ifname.strip())
+            seen[e.name] = (ident, ip, owner)
+            out[ip] = owner
+        with _OWNERS_LOCK:
+            _OWNERS[self.dir] = seen
         return out
+
+    def _remember(self, ip: ipaddress.IPv4Address, fd: int, owner: tuple[str, str]) -> None:
+        st = os.fstat(fd)
+        with _OWNERS_LOCK:
+            _OWNERS.setdefault(self.dir, {})[str(ip)] = ((st.st_ino, st.st_ctime_ns), ip, owner)
 
     def leases(self) -> dict[str, tuple[str, str]]:
         """``{ip: (container id, ifname)}`` for every lease on disk."""
@@ -194,12 +232,16 @@ class HostLocalIPAM:
     # ------------------------------------------------------------ changes
     def allocate(self, container_id: str, ifname: str) -> tuple[Lease, bool]:
         """The container's lease, made if needed; returns ``(lease, created)``."""
+        # The leases are read before the lock: the lock orders the choice of a free address between
+        # allocators (and the "last reserved" hint), and everything done under it is time all other pod
+        # starts on the node wait. The same container is never added twice at once (the CNI caller
+        # serialises per container), so its own lease cannot appear in between.
+        leases = self._read_leases()
+        owned = self._owned(container_id, ifname, leases)
+        if owned:
+            return self._lease(owned[0]), False
+        candidates = self._candidates()
         with self._locked():
-            leases = self._read_leases()
-            owned = self._owned(container_id, ifname, leases)
-            if owned:
-                return self._lease(owned[0]), False
-            candidates = self._candidates()
             taken = {int(ip) for ip in leases}     # known leases are skipped; O_EXCL still decides races
             start = 0
             last = self._read_last()
@@ -219,6 +261,7 @@ class HostLocalIPAM:
                     raise CNIError(ERR_IO, f"cannot write lease {path}", str(e)) from None
                 try:
                     os.write(fd, f"{container_id}{LINE_BREAK}{ifname}".encode())
+                    self._remember(ip, fd, (container_id, ifname))
                 except OSError as e:
                     os.close(fd)
                     os.unlink(path)
@@ -236,7 +279,8 @@ class HostLocalIPAM:
             return []
         released = []
         with self._locked():
-            for ip in self._owned(container_id, ifname):
+            # read afresh, not from the remembered owners: what is removed must be this container's now
+            for ip in self._owned(container_id, ifname, self._read_leases(fresh=True)):
                 try:
                     os.unlink(os.path.join(self.dir, str(ip)))
                     released.append(str(ip))

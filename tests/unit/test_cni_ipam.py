@@ -156,3 +156,34 @@ def test_bad_ipam_config(ipam, why):
     with pytest.raises(CNIError) as ei:
         RangeConfig.from_ipam(ipam)
     assert ei.value.code == ERR_INVALID_CONFIG and why in str(ei.value)
+
+
+def test_lease_owners_are_read_once_and_new_files_are_read(tmp_path, monkeypatch):
+    """An allocation reads only the lease files it has not seen (by name and inode), not every lease."""
+    import builtins
+
+    from kubelet.cni import ipam as ipam_mod
+
+    for i in range(30):
+        make(tmp_path).allocate(f"c{i}", "eth0")
+    d = tmp_path / "networks" / "net"
+    opened: list[str] = []
+    real_open = builtins.open
+
+    def counting_open(path, *a, **k):
+        if str(path).startswith(str(d)) and os.path.basename(str(path))[0].isdigit():
+            opened.append(os.path.basename(str(path)))
+        return real_open(path, *a, **k)
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    make(tmp_path).allocate("c30", "eth0")
+    assert opened == []                                   # 30 leases known: none re-read
+    # another process releases one lease and leases the same address to someone else
+    (d / "10.244.1.5").unlink()
+    with real_open(d / "10.244.1.5", "w") as f:
+        f.write("someone-else\r\neth0")
+    assert make(tmp_path).leases()["10.244.1.5"] == ("someone-else", "eth0")
+    assert opened == ["10.244.1.5"]
+    # a process that has never looked (a fresh cache) reads them all and finds the same owners
+    ipam_mod._OWNERS.clear()
+    assert make(tmp_path).leases()["10.244.1.7"] == ("c5", "eth0")
