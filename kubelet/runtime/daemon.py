@@ -15,8 +15,11 @@ each way (``{"method": ..., ...}`` -> ``{"ok": true, ...}`` or ``{"ok": false,
 descriptors attached (SCM_RIGHTS), so the kubelet streams a ``kubectl exec``
 session straight from the pipes or pty without the daemon copying bytes.
 
-The daemon is one asyncio loop with no other threads, which keeps ``fork``
-safe; SIGCHLD wakes the loop to reap. State (sandboxes, containers) is appended
+The daemon is one asyncio loop; its only other thread starts the C spawn
+helper (``posix_spawn`` through ctypes, without the GIL) so the loop keeps
+serving meanwhile, and exists only when the helper does: the fork fallback
+and exec sessions fork from the loop, and that thread holds no lock a forked
+child could need. SIGCHLD wakes the loop to reap. State (sandboxes, containers) is appended
 to ``<root>/state/journal.jsonl`` on every change (``kubelet.runtime.journal``). The processes themselves do not survive
 a restart of the daemon (their pipes end with it, as with containerd without
 shims): at start the daemon kills what its state says was running, marks those
@@ -36,6 +39,7 @@ import signal
 import socket
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import orjson
@@ -110,6 +114,9 @@ class Runtime:
         self.root = root
         # the built C helper (kubelet.runtime.pkspawn) that makes sandboxes and containers; None: fork
         self.spawn_helper = spawn_helper
+        # with the helper, processes are started on this one thread (posix_spawn without the GIL), so the
+        # loop keeps serving while a vfork child runs up to its exec; the fork path stays on the loop
+        self._spawner = ThreadPoolExecutor(1, thread_name_prefix="spawn") if spawn_helper else None
         self.state_dir = os.path.join(root, "state")
         self.images = ImageStore(os.path.join(root, "images"))
         self.cgroups = cgroups if cgroups is not None else cg.detect(cgroup_root)
@@ -238,7 +245,8 @@ class Runtime:
         rel = f"pod{pod['uid']}"
         self.cgroups.create(rel)
         pid = await spawn.drive_async(spawn.sandbox_steps(spawn.SandboxSpec(
-            hostname=hostname[:63], network=network, cgroup_procs=self.cgroups.procs_files(rel)), self.spawn_helper))
+            hostname=hostname[:63], network=network, cgroup_procs=self.cgroups.procs_files(rel)), self.spawn_helper),
+            self._spawner)
         s = Sandbox(id=sid, pod=pod, hostname=hostname, network=network, pid=pid,
                     start_ticks=linux.process_start_time(pid), created_at=now_iso(),
                     netns_path=f"/proc/{pid}/ns/net", labels=labels or {}, annotations=annotations or {}, cgroup=rel)
@@ -335,7 +343,7 @@ class Runtime:
             pid, out_r, err_r, _ = await spawn.drive_async(spawn.container_steps(spawn.ContainerSpec(
                 argv=c.argv, env=c.env, sandbox_pid=s.pid, cwd=c.cwd, rootfs=img.rootfs if img else None,
                 overlay_dir=overlay, files=[tuple(f) for f in c.files],
-                cgroup_procs=self.cgroups.procs_files(c.cgroup)), self.spawn_helper))
+                cgroup_procs=self.cgroups.procs_files(c.cgroup)), self.spawn_helper), self._spawner)
         except spawn.SpawnError as e:
             writer.close()
             c.state, c.exit_code, c.reason, c.message = "exited", 128, "StartError", str(e)
