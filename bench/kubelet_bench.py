@@ -6,8 +6,9 @@ removed at the end) and measures, in the same run:
 
 * bare operations, the floor a sandbox cannot beat with these libraries: start
   a process in new net/ipc/uts namespaces (``spawn_sandbox``, the pause
-  process, with the C spawn helper as the runtime uses it when built), then with the same pyroute2 calls the plugin makes create a veth
-  pair into its namespace, put the host end on a bridge (hairpin, up), address
+  process, with the C spawn helper as the runtime uses it when built), then
+  with the same netlink calls the plugin makes create a veth pair into its
+  namespace, put the host end on a bridge (hairpin, up), address
   the pod end, bring it up and add the default route — no CNI framing, no
   IPAM, no kubelet; one at a time, median per sandbox (``bare_sandbox_ms_p50``);
 * the kubelet's own sandbox set-up time (pause + CNI ADD), from its

@@ -7,8 +7,8 @@ start's four calls do not each pay a connect, an accept and a new task in
 the daemon. A kept connection that turns out dead when sending (the daemon
 restarted) is replaced and the request sent again: nothing had been sent.
 A timed-out or broken exchange drops the connection, so a late answer is
-never read as the next call's. ``exec`` receives the session's file descriptors
-with the answer (SCM_RIGHTS). ``ensure_runtime`` starts the daemon when no
+never read as the next call's. ``exec`` receives the session's file
+descriptors with the answer (SCM_RIGHTS). ``ensure_runtime`` starts the daemon when no
 one answers on the socket, detached into its own session so it outlives
 the kubelet, as DESIGN.md's process table says.
 """
@@ -81,6 +81,7 @@ class RuntimeClient:
             while not buf.endswith(b"\n"):
                 chunk = s.recv(1 << 20)
                 if not chunk:
+                    self._drop()
                     raise RuntimeUnavailable(f"runtime closed the connection during {method}", "Unavailable")
                 buf += chunk
         except socket.timeout as e:
@@ -88,8 +89,6 @@ class RuntimeClient:
             raise RuntimeCallError(f"runtime call {method} timed out", "Timeout") from e
         except OSError as e:
             self._drop()
-            if isinstance(e, RuntimeUnavailable):
-                raise
             raise RuntimeUnavailable(f"runtime connection failed during {method}: {e}", "Unavailable") from e
         resp = orjson.loads(buf)
         if not resp.pop("ok", False):

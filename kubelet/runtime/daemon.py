@@ -19,8 +19,9 @@ The daemon is one asyncio loop; its only other thread starts the C spawn
 helper (``posix_spawn`` through ctypes, without the GIL) so the loop keeps
 serving meanwhile, and exists only when the helper does: the fork fallback
 and exec sessions fork from the loop, and that thread holds no lock a forked
-child could need. SIGCHLD wakes the loop to reap. State (sandboxes, containers) is appended
-to ``<root>/state/journal.jsonl`` on every change (``kubelet.runtime.journal``). The processes themselves do not survive
+child could need. SIGCHLD wakes the loop to reap. State (sandboxes,
+containers) is appended to ``<root>/state/journal.jsonl`` on every change
+(``kubelet.runtime.journal``). The processes themselves do not survive
 a restart of the daemon (their pipes end with it, as with containerd without
 shims): at start the daemon kills what its state says was running, marks those
 containers exited (reason ``Unknown``) and their sandboxes not ready, and the

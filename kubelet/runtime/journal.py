@@ -112,8 +112,7 @@ class StateJournal:
             self._f = open(self.path, "ab", buffering=0)
         self._f.write(data + b"\n")      # one write per change: a crash tears at most this line
         self.lines += 1
-        live = sum(len(v) for v in self.live.values())
-        if self.lines > COMPACT_MIN_LINES and self.lines > COMPACT_FACTOR * live:
+        if self.lines > COMPACT_MIN_LINES and self.lines > COMPACT_FACTOR * sum(map(len, self.live.values())):
             self.compact()
 
     def compact(self) -> None:

@@ -48,6 +48,9 @@ class FakeDaemon:
                 req = json.loads(line)
                 if req["method"] in self.slow:
                     time.sleep(self.delay)
+                if req["method"] == "hangup":          # the daemon going away mid-call
+                    c.shutdown(socket.SHUT_RDWR)
+                    return
                 if req["method"] == "fail":
                     c.sendall(b'{"ok": false, "error": "no such sandbox", "kind": "NotFound"}\n')
                 else:
@@ -128,3 +131,13 @@ def test_no_daemon_is_unavailable(sock_path):
     with pytest.raises(RuntimeUnavailable) as e:
         RuntimeClient(sock_path).call("version")
     assert "not reachable" in str(e.value)
+
+
+def test_a_connection_closed_mid_call_is_unavailable_and_replaced(sock_path):
+    d = FakeDaemon(sock_path)
+    rc = RuntimeClient(sock_path)
+    with pytest.raises(RuntimeUnavailable) as e:
+        rc.call("hangup")
+    assert "closed the connection during hangup" in str(e.value)
+    assert rc.call("version")["echo"] == "version" and d.accepts == 2
+    d.close()
