@@ -39,7 +39,8 @@ def looks_like_ours(data_dir: str) -> bool:
 
 
 def down(sys_: System, data_dir: str, purge: bool = False, quiet: bool = False,
-         sandbox_remover=procs.remove_sandboxes, cgroup_killer=procs.kill_cgroup_tree) -> int:
+         sandbox_remover=procs.remove_sandboxes, cgroup_killer=procs.kill_cgroup_tree,
+         run_dir_unmounter=procs.unmount_run_dir) -> int:
     say = (lambda m: None) if quiet else (lambda m: print(m, flush=True))  # noqa: E731
     data_dir = os.path.abspath(data_dir)
     try:
@@ -75,6 +76,12 @@ def down(sys_: System, data_dir: str, purge: bool = False, quiet: bool = False,
         found, errs = r
         if found:
             done.append(f"removed cgroups {s.cgroup_root}")
+        errors += errs
+    r = attempt("run directory", lambda: run_dir_unmounter(lay.kubelet_run_dir))
+    if r:
+        unmounted, errs = r
+        if unmounted:
+            done.append(f"unmounted {lay.kubelet_run_dir}")
         errors += errs
     done += attempt("egress", lambda: netsetup.remove_egress(sys_, s)) or []
     done += [f"removed {w}" for w in attempt("routes", lambda: netsetup.remove_host_routes(sys_, s)) or []]

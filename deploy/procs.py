@@ -121,6 +121,17 @@ def stop_runtime(sys: System, layout: Layout,
     return done, errors
 
 
+def unmount_run_dir(path: str) -> tuple[bool, list[str]]:
+    """Detach the tmpfs the kubelet mounted on its run directory (``kubelet.rundir``), once its pods are gone.
+
+    Returns (it was mounted, errors)."""
+    from kubelet import rundir
+    try:
+        return rundir.unmount(path), []
+    except OSError as e:
+        return False, [f"run directory {path}: {e}"]
+
+
 def cgroup_bases(root: str, mount: str = CGROUP_MOUNT) -> list[str]:
     root = root.strip("/")
     return [os.path.join(mount, c, root) for c in V1_CONTROLLERS] + [os.path.join(mount, "unified", root),

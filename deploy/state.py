@@ -113,6 +113,11 @@ class Layout:
         return self.path("kubelet")
 
     @property
+    def kubelet_run_dir(self) -> str:
+        """The kubelet's default ``--run-dir`` (ROOT/run), a tmpfs it mounts."""
+        return self.path("kubelet", "run")
+
+    @property
     def runtime_dir(self) -> str:
         return self.path("kubelet", "runtime")
 

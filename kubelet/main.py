@@ -26,6 +26,7 @@ from client.errors import ApiError
 from client.informer import SharedInformers
 from client.lean import LeanWriter
 from client.rest import Client
+from kubelet import rundir
 
 log = logging.getLogger("kubelet")
 
@@ -44,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cluster-dns", default="10.96.0.10", help="nameserver for pods' resolv.conf")
     p.add_argument("--cluster-domain", default="cluster.local", help="cluster DNS domain (default cluster.local)")
     p.add_argument("--root-dir", default="/var/lib/pocketkube/kubelet", help="kubelet and runtime state")
+    p.add_argument("--run-dir", default=None,
+                   help="state that dies with the pods (their hosts/resolv.conf files, network records, IP leases, "
+                        "CNI cache); a tmpfs is mounted there unless it is on one (default ROOT/run)")
     p.add_argument("--cni-conf-dir", default=None, help="CNI config directory (default ROOT/cni/net.d)")
     p.add_argument("--cni-bin-dir", default=None,
                    help="CNI plugin directories, ':'-separated (default ROOT/cni/bin:/opt/cni/bin:/usr/lib/cni)")
@@ -98,6 +102,13 @@ def main(argv: list[str] | None = None) -> None:
     config = config_or_exit("kubelet", args)
     root = os.path.abspath(args.root_dir)
     os.makedirs(root, exist_ok=True)
+    run = os.path.abspath(args.run_dir or os.path.join(root, "run"))
+    try:
+        how = rundir.ensure(run)
+        moved = rundir.adopt_old_layout(root, run)
+    except OSError as e:
+        _fail(f"--run-dir {run}: {e}")
+    log.info("run directory %s (%s)%s", run, how, f"; moved {', '.join(moved)} there from {root}" if moved else "")
 
     from kubelet.cni.invoke import CNI, install_plugin, write_default_conflist
     from kubelet.node import NodeAgent
@@ -138,8 +149,8 @@ def main(argv: list[str] | None = None) -> None:
     if not has_conf:
         if not pod_cidr:
             _fail(f"no CNI config in {conf_dir} and no pod CIDR (give --pod-cidr or set the Node's spec.podCIDR)")
-        write_default_conflist(conf_dir, pod_cidr, data_dir=os.path.join(root, "cni", "ipam"))
-    network = CNI(conf_dir, bin_dirs, os.path.join(root, "cni", "cache"))
+        write_default_conflist(conf_dir, pod_cidr, data_dir=os.path.join(run, "cni", "ipam"))
+    network = CNI(conf_dir, bin_dirs, os.path.join(run, "cni", "cache"))
     # Warm pyroute2 up now: it imports most of itself lazily on first use, and the first
     # sandboxes would otherwise wait on the import lock one after another (~0.5 s).
     from kubelet.cni import plugin as cni_plugin
@@ -166,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     pods = informers.informer_for(R.PODS, field_selector=f"spec.nodeName={node_name}")
     services = informers.informer_for(R.SERVICES)
     syncer = PodSyncer(client=client, pods_store=pods.store, services_store=services.store, runtime=runtime,
-                       network=network, node_name=node_name, node_ip=node_ip, root_dir=root,
+                       network=network, node_name=node_name, node_ip=node_ip, root_dir=root, run_dir=run,
                        cluster_dns=args.cluster_dns, cluster_domain=args.cluster_domain, workers=args.workers,
                        writer=LeanWriter(config, timeout=30.0, user_agent="pocketkube-kubelet/0.1"))
     syncer.register(pods)

@@ -58,7 +58,7 @@ def pod_key(pod: dict) -> str:
 
 class PodSyncer:
     def __init__(self, *, client, pods_store, services_store, runtime, network, node_name: str, node_ip: str,
-                 root_dir: str, cluster_dns: str = "10.96.0.10", cluster_domain: str = "cluster.local",
+                 root_dir: str, run_dir: str | None = None, cluster_dns: str = "10.96.0.10", cluster_domain: str = "cluster.local",
                  workers: int = 8, events: bool = True, writer=None):
         self.client = client
         # status patches and Events (the per-pod writes) go through ``writer`` (a ``client.lean.LeanWriter``,
@@ -71,6 +71,8 @@ class PodSyncer:
         self.node_name = node_name
         self.node_ip = node_ip
         self.root_dir = root_dir
+        # the pods' hosts/hostname/resolv.conf and network records: on tmpfs (``kubelet.rundir``)
+        self.run_dir = run_dir or root_dir
         self.cluster_dns = cluster_dns
         self.cluster_domain = cluster_domain
         self.n_workers = workers
@@ -169,7 +171,7 @@ class PodSyncer:
         return self.runtime.call("list_sandboxes", namespace=namespace, name=name)["items"]
 
     def _pod_dir(self, uid: str) -> str:
-        return os.path.join(self.root_dir, "pods", uid)
+        return os.path.join(self.run_dir, "pods", uid)
 
     def _log_dir(self, pod: dict) -> str:
         md = pod["metadata"]

@@ -123,7 +123,7 @@ class KubeletCluster:
 
     def stop(self) -> list[str]:
         # the same teardown `pocketkube down` does (deploy.procs), so the tests exercise it too
-        from deploy.procs import kill_cgroup_tree, remove_sandboxes
+        from deploy.procs import kill_cgroup_tree, remove_sandboxes, unmount_run_dir
 
         self.kubelet.stop()
         _, errors = remove_sandboxes(os.path.join(self.root, "runtime", "runtime.sock"))
@@ -137,6 +137,7 @@ class KubeletCluster:
             except ProcessLookupError:
                 pass
         errors += kill_cgroup_tree(self.cgroup_root)[1]
+        errors += unmount_run_dir(os.path.join(self.root, "run"))[1]
         if self.client:
             self.client.close()
         for p in (self.proxy, self.scheduler, self.cm, self.apiserver):
@@ -205,3 +206,6 @@ def fixture(tmp: str, **kw):
         errors += node.destroy()
         shutil.rmtree(os.path.join(tmp, "kubelet", "runtime", "containers"), ignore_errors=True)
         assert not errors, errors
+        from kubelet.rundir import mounts
+        left = [p for p, _t in mounts() if p.startswith(os.path.realpath(tmp) + os.sep)]
+        assert not left, f"mounts left behind: {left}"

@@ -19,6 +19,7 @@ import time
 import pytest
 
 from api import resources as R
+from kubelet import rundir
 from tests.conftest import need
 from tests.e2e.kubelet_cluster import fixture
 from tests.e2e.netns import have_root_tools, wait_until
@@ -290,6 +291,9 @@ def test_kubelet_restart_adopts_running_pods(kc):
     kc.pod("adopt", [sh("echo $$; sleep 600")])
     p = kc.wait_running("adopt")
     before = cstatus(p, "main")["containerID"]
+    run = os.path.realpath(os.path.join(kc.root, "run"))
+    assert [t for m, t in rundir.mounts() if m == run] == ["tmpfs"]      # the kubelet's run directory
+    records = sorted(os.listdir(os.path.join(run, "pods", p["metadata"]["uid"])))
     kc.kubelet.stop()
     time.sleep(1)
     kc.start_kubelet()
@@ -297,6 +301,9 @@ def test_kubelet_restart_adopts_running_pods(kc):
     p = kc.wait_running("adopt")
     st = cstatus(p, "main")
     assert st["containerID"] == before and st["restartCount"] == 0
+    # the restarted kubelet found its tmpfs (the records on it) and mounted no second one over it
+    assert [t for m, t in rundir.mounts() if m == run] == ["tmpfs"]
+    assert sorted(os.listdir(os.path.join(run, "pods", p["metadata"]["uid"]))) == records
     running = [c for c in _runtime_containers(kc).values() if c["name"] == "main" and c["state"] == "running"
                and c["labels"].get("pod-uid") == p["metadata"]["uid"]]
     assert len(running) == 1
@@ -352,9 +359,15 @@ def test_create_delete_cycles_leave_nothing_behind(kc):
     from tests.e2e.netns import nsrun
     links = nsrun(kc.node.ns, "ip", "-o", "link").stdout.decode()
     assert len(re.findall(r"veth[0-9a-f]{8}", links)) == len(_live_pod_sandboxes(kc))
-    ipam = os.path.join(kc.root, "cni", "ipam")
+    ipam = os.path.join(kc.root, "run", "cni", "ipam")
     leases = [f for _d, _s, files in os.walk(ipam) for f in files if re.match(r"^\d+\.\d+\.\d+\.\d+$", f)]
     assert len(leases) == len(_live_pod_sandboxes(kc))
+    # the run directory (a tmpfs): hosts/resolv.conf and network records only for pods that still exist,
+    # a cached CNI result only per live attachment
+    pods_dir, cache_dir = (os.path.join(kc.root, "run", *p) for p in (("pods",), ("cni", "cache", "results")))
+    existing = {p["metadata"]["uid"] for p in kc.client.list(R.PODS)["items"]}
+    assert set(os.listdir(pods_dir)) <= existing
+    assert len(os.listdir(cache_dir)) == len(_live_pod_sandboxes(kc))
     pod_cgroups = [d for d in os.listdir(f"/sys/fs/cgroup/memory/{kc.cgroup_root}") if d.startswith("pod")]
     assert len(pod_cgroups) == len(_live_pod_sandboxes(kc, any_network=True))
     ps = subprocess.run(["pgrep", "-f", "pause infinity"], capture_output=True, text=True).stdout.split()

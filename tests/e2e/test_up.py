@@ -238,6 +238,9 @@ def test_up_kubectl_web_dns_status_down_up_again(up_env):
     assert len(pause_pids) >= 2
     assert all(alive(p, marker) for p in pids.values()), pids
     assert cgroup_dirs(st.cgroup_root)
+    from kubelet.rundir import mounts
+    run_dir = os.path.realpath(os.path.join(data_dir, "kubelet", "run"))
+    assert [t for m, t in mounts() if m == run_dir] == ["tmpfs"]      # the kubelet's run directory
 
     r = pocketkube("down", "--data-dir", data_dir)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -247,6 +250,7 @@ def test_up_kubectl_web_dns_status_down_up_again(up_env):
     assert not [p for p in pause_pids if os.path.exists(f"/proc/{p}")
                 and "Z" not in open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[:1]]
     assert cgroup_dirs(st.cgroup_root) == []
+    assert [m for m, _t in mounts() if m == run_dir] == []             # unmounted by down
     routes = subprocess.run(["ip", "route", "show"], capture_output=True, text=True, timeout=10).stdout
     assert f"via {st.node_ip}" not in routes                         # host routes gone with the link
     assert os.path.exists(os.path.join(data_dir, "data"))            # stored objects kept

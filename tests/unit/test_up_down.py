@@ -37,8 +37,10 @@ def make_cluster(tmp_path) -> tuple[Settings, FakeSystem]:
 def test_down_stops_everything_in_order_and_removes_the_network(tmp_path, capsys):
     s, fs = make_cluster(tmp_path)
     removed = []
+    unmounted = []
     rc = downmod.down(fs, s.data_dir, sandbox_remover=lambda sock: (removed.append(sock) or (2, [])),
-                      cgroup_killer=lambda root: (root == s.cgroup_root, []))
+                      cgroup_killer=lambda root: (root == s.cgroup_root, []),
+                      run_dir_unmounter=lambda path: (unmounted.append(path) or True, []))
     assert rc == 0
     termed = [pid for pid, sig in fs.signals if sig == signal.SIGTERM]
     assert termed[0] == 2000 + COMPONENTS.index("kubelet")      # kubelet first, so it recreates nothing
@@ -46,11 +48,13 @@ def test_down_stops_everything_in_order_and_removes_the_network(tmp_path, capsys
     assert termed[-1] == 2000                                    # the API server last
     assert sorted(termed) == sorted(list(range(2000, 2000 + len(COMPONENTS))) + [3000])
     assert removed == [s.layout.runtime_socket]
+    assert unmounted == [os.path.join(s.data_dir, "kubelet", "run")]    # the kubelet's tmpfs, after the runtime
     lines = fs.lines()
     assert f"ip route del 10.244.1.0/24 via 100.64.9.10 dev {s.host_if}" in lines
     assert f"ip link del {s.host_if}" in lines and f"ip netns del {s.netns}" in lines
     out = capsys.readouterr().out
     assert "removed 2 pod sandbox(es)" in out and f"removed cgroups {s.cgroup_root}" in out
+    assert f"unmounted {s.data_dir}/kubelet/run" in out
     assert not os.path.exists(s.layout.pidfile("apiserver"))
     assert load_state(s.data_dir).host_routes_added == []           # recorded undo is consumed
     assert os.path.isdir(s.data_dir)                                 # data kept without --purge
