@@ -246,7 +246,7 @@ class Runtime:
         rel = f"pod{pod['uid']}"
         self.cgroups.create(rel)
         pid = await spawn.drive_async(spawn.sandbox_steps(spawn.SandboxSpec(
-            hostname=hostname[:63], network=network, cgroup_procs=self.cgroups.procs_files(rel)), self.spawn_helper),
+            hostname=hostname[:63], network=network, cgroup_join=self.cgroups.join_files(rel)), self.spawn_helper),
             self._spawner)
         s = Sandbox(id=sid, pod=pod, hostname=hostname, network=network, pid=pid,
                     start_ticks=linux.process_start_time(pid), created_at=now_iso(),
@@ -344,7 +344,7 @@ class Runtime:
             pid, out_r, err_r, _ = await spawn.drive_async(spawn.container_steps(spawn.ContainerSpec(
                 argv=c.argv, env=c.env, sandbox_pid=s.pid, cwd=c.cwd, rootfs=img.rootfs if img else None,
                 overlay_dir=overlay, files=[tuple(f) for f in c.files],
-                cgroup_procs=self.cgroups.procs_files(c.cgroup)), self.spawn_helper), self._spawner)
+                cgroup_join=self.cgroups.join_files(c.cgroup)), self.spawn_helper), self._spawner)
         except spawn.SpawnError as e:
             writer.close()
             c.state, c.exit_code, c.reason, c.message = "exited", 128, "StartError", str(e)
@@ -431,7 +431,7 @@ class Runtime:
         if not argv:
             raise RuntimeError_("no command given", "InvalidArgument")
         return spawn.ExecSpec(target_pid=c.pid, argv=list(argv), env=c.env, cwd=c.cwd, tty=tty, stdin=stdin,
-                              cgroup_procs=self.cgroups.procs_files(c.cgroup))
+                              cgroup_join=self.cgroups.join_files(c.cgroup))
 
     def exec_start(self, container_id: str, command: list, tty: bool = False, stdin: bool = False):
         c = self._container(container_id)

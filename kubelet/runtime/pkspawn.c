@@ -18,13 +18,13 @@
  * container's PID. fd 4 holds the request: NUL-terminated fields, the first
  * naming the mode (argv is only what ps shows).
  *
- *   sandbox:   mode (pod|host|none), hostname, n, n cgroup.procs files.
+ *   sandbox:   mode (pod|host|none), hostname, n, n cgroup files to join.
  *              Unshares ipc (and net + uts unless host), sets the hostname,
  *              brings lo up, closes fd 3 (success) and pauses forever as
  *              "pause" — it is the pod's infrastructure process itself.
  *   container: sandbox pid, cwd, rootfs ("" = host filesystem), overlay dir
  *              ("" = none), n argv, n env, n (host file, path inside) pairs,
- *              n cgroup.procs files. Joins the cgroups and the sandbox's
+ *              n cgroup files to join. Joins the cgroups and the sandbox's
  *              ipc/uts/net, unshares mount + pid, forks the container's pid 1
  *              (which mounts, chroots, chdirs and execs) and exits after
  *              reporting its PID.
@@ -130,14 +130,16 @@ static char **fields(int *count)
 }
 
 /* ------------------------------------------------------------------ steps */
+/* Move this single-threaded process into each cgroup by writing "0" (the writer itself) into the
+ * file the runtime names: v1's per-controller "tasks", v2's "cgroup.procs" (see cgroups.py: on v1
+ * a thread moving itself skips the global lock whose first taking waits out an RCU grace period). */
 static void join_cgroups(char **files, const char *what, int code)
 {
-    char pid[32];
-    int i, fd, len = snprintf(pid, sizeof pid, "%d", (int)getpid());
+    int i, fd;
 
     for (i = 0; files[i]; i++) {
         fd = open(files[i], O_WRONLY | O_CLOEXEC);
-        if (fd < 0 || write(fd, pid, (size_t)len) != len)
+        if (fd < 0 || write(fd, "0", 1) != 1)
             fail(code, "%s: [Errno %d] %s: '%s'", what, errno, strerror(errno), files[i]);
         close(fd);
     }

@@ -56,7 +56,7 @@ class SpawnError(Exception):
 class SandboxSpec:
     hostname: str
     network: str = "pod"          # pod (own netns, plugged by CNI) | host | none
-    cgroup_procs: list[str] = field(default_factory=list)
+    cgroup_join: list[str] = field(default_factory=list)   # cgroups.join_files()
 
 
 @dataclass
@@ -68,7 +68,7 @@ class ContainerSpec:
     rootfs: str | None = None     # None: the host filesystem
     overlay_dir: str | None = None
     files: list[tuple[str, str]] = field(default_factory=list)   # (host file, path inside)
-    cgroup_procs: list[str] = field(default_factory=list)
+    cgroup_join: list[str] = field(default_factory=list)   # cgroups.join_files()
     stdin: bool = False
 
 
@@ -80,7 +80,7 @@ class ExecSpec:
     cwd: str = "/"
     tty: bool = False
     stdin: bool = False
-    cgroup_procs: list[str] = field(default_factory=list)
+    cgroup_join: list[str] = field(default_factory=list)   # cgroups.join_files()
 
 
 def _child_prologue() -> None:
@@ -104,10 +104,11 @@ def _fail(errw: int, msg: str, code: int = 127) -> None:
         os._exit(code)
 
 
-def _join_cgroup(files: list[str], pid: int) -> None:
+def _join_cgroup(files: list[str]) -> None:
+    """Move this (single-threaded) process into the cgroups: "0" names the writer (see cgroups.join_files)."""
     for f in files:
         with open(f, "w") as fh:
-            fh.write(str(pid))
+            fh.write("0")
 
 
 def _read_report(r: int) -> bytes:
@@ -261,7 +262,7 @@ def _start_helper(helper: str, argv: list[str], fields: list[str], stdin: int | 
 def sandbox_steps(spec: SandboxSpec, helper: str | None = None) -> Generator[int, bytes, int]:
     if helper:
         r, pid = _start_helper(helper, ["pause", "infinity"],
-                               ["sandbox", spec.network, spec.hostname, *_counted(spec.cgroup_procs)], None, None, None)
+                               ["sandbox", spec.network, spec.hostname, *_counted(spec.cgroup_join)], None, None, None)
         return _sandbox_result((yield r), pid)
     r, w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
@@ -270,7 +271,7 @@ def sandbox_steps(spec: SandboxSpec, helper: str | None = None) -> Generator[int
             os.close(r)
             _child_prologue()
             os.setsid()
-            _join_cgroup(spec.cgroup_procs, os.getpid())
+            _join_cgroup(spec.cgroup_join)
             if spec.network == "host":
                 linux.unshare(linux.CLONE_NEWIPC)
             else:
@@ -339,7 +340,7 @@ def container_steps(spec: ContainerSpec, helper: str | None = None
             r, pid = _start_helper(helper, ["pkspawn", "container"], [
                 "container", str(spec.sandbox_pid), spec.cwd, spec.rootfs or "", spec.overlay_dir or "",
                 *_counted(spec.argv), *_counted(spec.env), *_counted([x for f in spec.files for x in f]),
-                *_counted(spec.cgroup_procs)], in_r, out_w, err_w)
+                *_counted(spec.cgroup_join)], in_r, out_w, err_w)
         except BaseException:
             for fd in (out_r, err_r, in_w):
                 if fd is not None:
@@ -357,7 +358,7 @@ def container_steps(spec: ContainerSpec, helper: str | None = None
         try:
             os.close(r)
             _child_prologue()
-            _join_cgroup(spec.cgroup_procs, os.getpid())
+            _join_cgroup(spec.cgroup_join)
             p = spec.sandbox_pid
             linux.setns(f"/proc/{p}/ns/ipc", linux.CLONE_NEWIPC)
             linux.setns(f"/proc/{p}/ns/uts", linux.CLONE_NEWUTS)
@@ -416,7 +417,7 @@ def exec_steps(spec: ExecSpec) -> Generator[int, bytes, tuple[int, list[int]]]:
         try:
             os.close(r)
             _child_prologue()
-            _join_cgroup(spec.cgroup_procs, os.getpid())
+            _join_cgroup(spec.cgroup_join)
             t = spec.target_pid
             root_fd = os.open(f"/proc/{t}/root", os.O_RDONLY | os.O_DIRECTORY)
             for ns, flag in (("ipc", linux.CLONE_NEWIPC), ("uts", linux.CLONE_NEWUTS), ("net", linux.CLONE_NEWNET),

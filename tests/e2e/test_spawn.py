@@ -32,7 +32,7 @@ SCENARIO = r"""
 import json, os, signal, sys
 from kubelet.runtime import linux, pkspawn, spawn
 
-mode, tmp = sys.argv[1], sys.argv[2]
+mode, tmp, CGROUP = sys.argv[1], sys.argv[2], sys.argv[3]
 linux.set_child_subreaper()
 helper = None
 if mode == "helper":
@@ -59,26 +59,34 @@ def run(spec):
         os.close(fd)
     return {"stdout": data[0].decode(), "stderr": data[1].decode(), "code": os.waitstatus_to_exitcode(st)}
 
-cg = os.path.join(tmp, "cgroup.procs")
-open(cg, "w").close()
-sb = spawn.spawn_sandbox(spawn.SandboxSpec(hostname="sbx-" + mode, cgroup_procs=[cg]), helper)
+# real cgroups (v1: memory and pids), joined the runtime's way: the new process writes "0" into `tasks`
+cgbase = [f"/sys/fs/cgroup/{c}/{CGROUP}" for c in ("memory", "pids")]
+for b in cgbase:
+    for d in ("sb", "ct"):
+        os.makedirs(os.path.join(b, d), exist_ok=True)
+
+def cgroups_of(pid):
+    return sorted(l.split(":", 1)[1] for l in open(f"/proc/{pid}/cgroup").read().splitlines()
+                  if ":memory:" in l or ":pids:" in l)
+
+sb = spawn.spawn_sandbox(spawn.SandboxSpec(hostname="sbx-" + mode, cgroup_join=[b + "/sb/tasks" for b in cgbase]),
+                         helper)
 out["sandbox"] = {"cmdline": open(f"/proc/{sb}/cmdline").read().split("\0")[:2],
                   "own_net": ns(sb, "net") != ns(os.getpid(), "net"),
                   "own_uts": ns(sb, "uts") != ns(os.getpid(), "uts"),
                   "own_ipc": ns(sb, "ipc") != ns(os.getpid(), "ipc"),
-                  "cgroup_pid": open(cg).read().strip(), "pid": str(sb),
+                  "cgroups": cgroups_of(sb), "pid": str(sb),
                   "session_leader": os.getsid(sb) == sb}
 hosts = os.path.join(tmp, "hosts")
 with open(hosts, "w") as f:
     f.write("10.9.8.7 from-the-pod\n")
 script = ("hostname; cat /etc/hosts; cat /proc/net/dev | grep -c ':'; echo \"$FOO|$PATH|$EMPTY|\"; pwd; "
           "echo $$; readlink /proc/self/ns/net /proc/self/ns/uts /proc/self/ns/ipc /proc/self/ns/pid /proc/self/ns/mnt; "
-          "read line; echo got $line; echo to-stderr >&2; exit 7")
-open(cg, "w").close()
+          "read line; echo got $line; grep -E ':(memory|pids):' /proc/self/cgroup | cut -d: -f2- | sort; "
+          "echo to-stderr >&2; exit 7")
 out["container"] = run(spawn.ContainerSpec(argv=["sh", "-c", script], env=["FOO=bar=baz", "EMPTY=", "NOEQUALS"],
                                            sandbox_pid=sb, cwd="/tmp", files=[(hosts, "/etc/hosts")],
-                                           cgroup_procs=[cg], stdin=True))
-out["container"]["cgroup_joined"] = open(cg).read().strip().isdigit()
+                                           cgroup_join=[b + "/ct/tasks" for b in cgbase], stdin=True))
 out["sandbox_ns"] = [ns(sb, k) for k in ("net", "uts", "ipc")]
 out["our_ns"] = [ns(os.getpid(), k) for k in ("pid", "mnt")]
 out["host_hosts_untouched"] = "from-the-pod" not in open("/etc/hosts").read()
@@ -108,6 +116,9 @@ for p in (sb, host):
     os.kill(p, signal.SIGTERM)
     _, st = os.waitpid(p, 0)
     out.setdefault("pause_exit", []).append(os.waitstatus_to_exitcode(st))
+for b in cgbase:
+    for d in ("sb", "ct", ""):
+        os.rmdir(os.path.join(b, d))
 print(json.dumps(out))
 """
 
@@ -117,13 +128,22 @@ def results(tmp_path_factory):
     need(os.geteuid() == 0, "needs root (namespaces, mounts)")
     need(os.path.exists("/bin/busybox"), "needs /bin/busybox (Debian busybox-static)")
     need(bool(shutil.which("cc") or shutil.which("gcc")), "needs a C compiler (gcc) for the helper")
+    need(os.path.isdir("/sys/fs/cgroup/memory") and os.path.isdir("/sys/fs/cgroup/pids"),
+         "needs the cgroup v1 memory and pids hierarchies")
+    from deploy.procs import kill_cgroup_tree
     out = {}
-    for mode in ("helper", "fork"):
-        tmp = str(tmp_path_factory.mktemp(f"spawn-{mode}"))
-        done = subprocess.run([sys.executable, "-c", SCENARIO, mode, tmp], capture_output=True, text=True,
-                              timeout=120, cwd=ROOT)
-        assert done.returncode == 0, done.stderr
-        out[mode] = json.loads(done.stdout)
+    cgroup = f"pocketkube/spawn-test-{os.getpid()}"
+    try:
+        for mode in ("helper", "fork"):
+            tmp = str(tmp_path_factory.mktemp(f"spawn-{mode}"))
+            done = subprocess.run([sys.executable, "-c", SCENARIO, mode, tmp, cgroup], capture_output=True,
+                                  text=True, timeout=120, cwd=ROOT)
+            assert done.returncode == 0, done.stderr
+            out[mode] = json.loads(done.stdout)
+    finally:
+        left = kill_cgroup_tree(cgroup)[0]
+    assert not left, "the scenario left its cgroups behind"
+    out["cgroup"] = cgroup
     return out
 
 
@@ -134,7 +154,8 @@ def test_sandbox_is_a_pause_process_in_its_own_namespaces(results, mode):
     sb = r["sandbox"]
     assert sb["cmdline"] == ["pause", "infinity"]
     assert sb["own_net"] and sb["own_uts"] and sb["own_ipc"] and sb["session_leader"]
-    assert sb["cgroup_pid"] == sb["pid"]
+    # it moved itself into both cgroups before it paused
+    assert sb["cgroups"] == [f"memory:/{results['cgroup']}/sb", f"pids:/{results['cgroup']}/sb"]
     assert r["host_mode_same_net"]
     assert r["pause_exit"] == [-15, -15]          # SIGTERM ends it, as it ends `sleep`
 
@@ -154,8 +175,8 @@ def test_container_joins_the_sandbox_and_sees_its_own_world(results, mode):
     assert [net, uts, ipc] == r["sandbox_ns"]
     assert pid_ns != r["our_ns"][0] and mnt != r["our_ns"][1]
     assert lines[11] == "got from stdin"
+    assert lines[12:] == [f"memory:/{results['cgroup']}/ct", f"pids:/{results['cgroup']}/ct"]   # its cgroups
     assert c["stderr"] == "to-stderr\n" and c["code"] == 7
-    assert c["cgroup_joined"]
     assert r["host_hosts_untouched"]
 
 
