@@ -16,7 +16,8 @@ command -v nsenter >/dev/null || need_apt+=(util-linux)
 [ -x /usr/lib/cni/bridge ] || need_apt+=(containernetworking-plugins)   # the reference CNI plugins
 [ -x /bin/busybox ] || need_apt+=(busybox-static)                      # a real image for the image-store test
 command -v dig >/dev/null || need_apt+=(dnsutils)
-command -v cc >/dev/null || need_apt+=(gcc)                                 # builds the runtime's spawn helper
+# builds the runtime's spawn helper (statically linked when libc.a is there)
+{ command -v cc >/dev/null && [ "$(cc -print-file-name=libc.a)" != libc.a ]; } || need_apt+=(gcc libc6-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq "${need_apt[@]}" >/dev/null

@@ -42,3 +42,33 @@ def test_the_binary_name_follows_the_source(tmp_path, monkeypatch):
     first = pkspawn.binary_path(str(tmp_path))
     src.write_text("int main(void) { return 1; }\n")
     assert pkspawn.binary_path(str(tmp_path)) != first
+
+
+def _has_interpreter(path: str) -> bool:
+    """Whether the ELF file asks for a dynamic loader (a PT_INTERP program header)."""
+    import struct
+    with open(path, "rb") as f:
+        data = f.read()
+    assert data[:4] == b"\x7fELF" and data[4] == 2                     # ELF64
+    phoff, = struct.unpack_from("<Q", data, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
+    return any(struct.unpack_from("<I", data, phoff + i * phentsize)[0] == 3 for i in range(phnum))
+
+
+def test_static_when_the_c_library_allows_it_dynamic_otherwise(tmp_path):
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        pytest.fail("tests need a C compiler (tests/run.sh installs gcc)")
+    path, why = pkspawn.ensure(str(tmp_path / "static"))
+    assert why == ""
+    has_libc_a = any(os.path.exists(os.path.join(d, "libc.a")) for d in ("/usr/lib/x86_64-linux-gnu", "/usr/lib64",
+                                                                          "/usr/lib"))
+    assert _has_interpreter(path) is not has_libc_a
+    # a toolchain without a static C library: the build falls back to a dynamic binary
+    fake = tmp_path / "cc-no-static"
+    fake.write_text(f'#!/bin/sh\nfor a in "$@"; do [ "$a" = -static ] && {{ echo "cannot find -lc" >&2; exit 1; }}; done\n'
+                    f'exec {cc} "$@"\n')
+    fake.chmod(0o755)
+    path, why = pkspawn.ensure(str(tmp_path / "dynamic"), compiler=str(fake))
+    assert why == "" and _has_interpreter(path)
+    assert os.listdir(tmp_path / "dynamic") == [os.path.basename(path)]
