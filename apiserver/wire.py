@@ -137,9 +137,12 @@ def query_int(request: Request, name: str, default: int | None = None) -> int | 
     if v is None or v == "":
         return default
     try:
-        return int(v)
+        n = int(v)
     except ValueError:
         raise errors.bad_request(f'invalid value for {name}: "{v}" is not an integer')
+    if not -(1 << 63) <= n < (1 << 63):       # Kubernetes parses these as int64 (and so does the database)
+        raise errors.bad_request(f'invalid value for {name}: "{v}" is out of range')
+    return n
 
 
 def wants_table(request: Request) -> bool:

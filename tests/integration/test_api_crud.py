@@ -161,6 +161,11 @@ def test_pagination_is_consistent(http):
         seen += [i["metadata"]["name"] for i in r["items"]]
     assert seen == [f"p{i:02d}" for i in range(25)]
     assert http.get(PODS, params={"continue": "garbage!"}).status_code == 400
+    # integer parameters are int64, as in Kubernetes: beyond that is a 400 naming the parameter, not a 503
+    for q in ({"limit": "999999999999999999999"}, {"limit": "x"}, {"watch": "1", "timeoutSeconds": str(1 << 63)}):
+        r = http.get(PODS, params=q)
+        assert r.status_code == 400 and r.json()["kind"] == "Status" and list(q)[-1] in r.json()["message"]
+    assert http.get(PODS, params={"limit": str((1 << 63) - 1)}).status_code == 200
 
 
 def test_patch_types(http):
