@@ -6,10 +6,15 @@ keeps a ring buffer of recent events (so a watch resuming from a recent
 resourceVersion starts from memory), and hands each event to the watchers
 whose key prefix it falls under.
 
-It is woken at once by commits made through this process (the storage writer
-calls us after each commit) and polls for commits made by other API servers
-on the same PostgreSQL database. Because writers are serialized (see log.py),
-revisions become visible in order, so "id > last" never skips a row.
+Commits made through this process are handed over by the storage writer
+with the rows they appended (``_deliver``): when those continue exactly
+where the tailer stands (the first is ``last_rev + 1`` and none is missing),
+they are dispatched from memory, with no query and no thread hop; otherwise
+(another API server wrote in between, or PostgreSQL's sequence left a gap)
+the tailer is woken to read the log. It also polls for commits made by other
+API servers on the same PostgreSQL database. Because writers are serialized
+(see log.py), revisions become visible in order, so "id > last" never skips
+a row, and both ways skip what was already dispatched.
 
 A watch that starts from an older revision subscribes first, then replays
 history up to the revision it subscribed at (from the buffer if it reaches
@@ -118,10 +123,22 @@ class WatchHub:
         for s in list(self._subs):
             s.close()
 
-    def _on_commit(self, rev: int) -> None:  # writer thread
+    def _on_commit(self, rev: int, events: list[Event]) -> None:  # writer thread
         loop = self._loop
         if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._wake.set)
+            loop.call_soon_threadsafe(self._deliver, events)
+
+    def _deliver(self, events: list[Event]) -> None:
+        """Dispatch a commit's own rows if they continue the log without a gap; else let the tailer read."""
+        if not events or events[-1].rev <= self.last_rev:
+            return
+        fresh = [ev for ev in events if ev.rev > self.last_rev]
+        if fresh[0].rev != self.last_rev + 1 or any(b.rev != a.rev + 1 for a, b in zip(fresh, fresh[1:])):
+            self._wake.set()
+            return
+        for ev in fresh:
+            self._dispatch(ev)
+        self._release_waiters()
 
     async def wait_for(self, rev: int, timeout: float = 5.0) -> None:
         """Wait until the tailer has dispatched `rev` (so a watch opened now sees later events)."""
@@ -160,15 +177,18 @@ class WatchHub:
                 log.warning("watch tailer: %s", e)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
-            if self._waiters:
-                keep = []
-                for rev, fut in self._waiters:
-                    if rev <= self.last_rev:
-                        if not fut.done():
-                            fut.set_result(None)
-                    else:
-                        keep.append((rev, fut))
-                self._waiters = keep
+            self._release_waiters()
+
+    def _release_waiters(self) -> None:
+        if self._waiters:
+            keep = []
+            for rev, fut in self._waiters:
+                if rev <= self.last_rev:
+                    if not fut.done():
+                        fut.set_result(None)
+                else:
+                    keep.append((rev, fut))
+            self._waiters = keep
 
     def _dispatch(self, ev: Event) -> None:
         if ev.rev <= self.last_rev:

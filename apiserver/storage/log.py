@@ -248,6 +248,9 @@ class Tx:
         self._sql = store._sql
         self._cur = conn.connection.dbapi_connection.cursor()
         self.max_rev = 0
+        # the rows this operation appended, as watch events: handed to the commit listeners so the
+        # watch hub need not read back what was just written (see hub.WatchHub._deliver)
+        self.events: list[Event] = []
 
     def _latest(self, key: str):
         self._cur.execute(self._sql.latest, (key,))
@@ -265,7 +268,8 @@ class Tx:
     def list(self, prefix: str) -> list[Row]:
         return self._store._list_conn(self._c, prefix, None, None, None)
 
-    def _insert(self, key: str, value: bytes, prev: int, created: bool = False, deleted: bool = False) -> int:
+    def _insert(self, key: str, value: bytes, prev: int, created: bool = False, deleted: bool = False,
+                prev_value: bytes | None = None) -> int:
         b = self._sql.bool
         try:
             self._cur.execute(self._sql.insert, (key, b(created), b(deleted), prev, value))
@@ -275,6 +279,8 @@ class Tx:
             raise
         rev = int(self._cur.fetchone()[0]) if self._sql.returning else int(self._cur.lastrowid)
         self.max_rev = max(self.max_rev, rev)
+        self.events.append(Event(rev, key, "DELETED" if deleted else ("ADDED" if created else "MODIFIED"),
+                                 value, prev_value))
         return rev
 
     def create(self, key: str, value: bytes) -> int:
@@ -282,7 +288,8 @@ class Tx:
         if r is not None and not r[1]:
             raise KeyExists(key)
         try:
-            return self._insert(key, value, r[0] if r is not None else 0, created=True)
+            return self._insert(key, value, r[0] if r is not None else 0, created=True,
+                                prev_value=bytes(r[2]) if r is not None else None)
         except IntegrityError as e:  # a racing writer (only possible without the lock)
             raise KeyExists(key) from e
 
@@ -293,7 +300,7 @@ class Tx:
         if expected_rev is not None and expected_rev != r[0]:
             raise RevisionConflict(key, expected_rev, r[0])
         try:
-            return self._insert(key, value, r[0])
+            return self._insert(key, value, r[0], prev_value=bytes(r[2]))
         except IntegrityError as e:
             raise RevisionConflict(key, r[0], -1) from e
 
@@ -306,7 +313,7 @@ class Tx:
             raise RevisionConflict(key, expected_rev, r[0])
         value = final_value if final_value is not None else bytes(r[2])
         try:
-            return self._insert(key, value, r[0], deleted=True), value
+            return self._insert(key, value, r[0], deleted=True, prev_value=bytes(r[2])), value
         except IntegrityError as e:
             raise RevisionConflict(key, r[0], -1) from e
 
@@ -344,7 +351,7 @@ class Storage:
         self._write_engine, self._read_engine = self._make_engines(url)
         metadata.create_all(self._write_engine)
         self._queue: queue.Queue[_Op | None] = queue.Queue()
-        self._listeners: list[Callable[[int], None]] = []
+        self._listeners: list[Callable[[int, list[Event]], None]] = []
         self._thread: threading.Thread | None = None
         self._closed = False
 
@@ -401,8 +408,9 @@ class Storage:
         self._write_engine.dispose()
         self._read_engine.dispose()
 
-    def add_commit_listener(self, fn: Callable[[int], None]) -> None:
-        """fn(max_revision) is called on the writer thread after each commit."""
+    def add_commit_listener(self, fn: Callable[[int, list[Event]], None]) -> None:
+        """fn(max_revision, events) is called on the writer thread after each commit, with the rows that
+        commit appended as events, in revision order (what ``events_after`` would read back)."""
         self._listeners.append(fn)
 
     def submit(self, fn: Callable[[Tx], Any]) -> concurrent.futures.Future:
@@ -440,9 +448,11 @@ class Storage:
 
     def _run_batch(self, batch: list[_Op]) -> None:
         results: list[tuple[_Op, bool, Any]] = []
+        events: list[Event] = []
         max_rev = 0
         for attempt in range(5):
             results.clear()
+            events.clear()
             max_rev = 0
             try:
                 with self._write_engine.connect() as conn:
@@ -463,6 +473,7 @@ class Storage:
                                 cur.execute("RELEASE SAVEPOINT pk_op")
                                 results.append((op, True, r))
                                 max_rev = max(max_rev, tx.max_rev)
+                                events += tx.events      # a rolled-back operation's rows are gone
                 break
             except OperationalError as e:
                 log.warning("write batch failed (attempt %d): %s", attempt + 1, e)
@@ -482,9 +493,10 @@ class Storage:
             else:
                 op.future.set_exception(r)
         if max_rev:
+            events.sort(key=lambda ev: ev.rev)
             for fn in self._listeners:
                 try:
-                    fn(max_rev)
+                    fn(max_rev, events)
                 except Exception:  # noqa: BLE001
                     log.exception("commit listener failed")
 

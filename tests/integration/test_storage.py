@@ -99,3 +99,61 @@ def test_concurrent_submitters_get_unique_ordered_revisions(store):
     assert len(set(revs)) == 400
     evs = store.events_after(0, limit=10000, prefix=K)
     assert [e.rev for e in evs] == sorted(revs)
+
+
+def _shape(events):
+    return [(e.rev, e.key, e.type, bytes(e.value), None if e.prev_value is None else bytes(e.prev_value))
+            for e in events]
+
+
+def test_commit_listeners_get_the_rows_events_after_reads_back(store):
+    """What the writer hands the watch hub after a commit is exactly what the hub would read from the log:
+    creates, updates, deletes (tombstones carry the last state), a re-create after a delete, and nothing of an
+    operation that failed and was rolled back inside its batch."""
+    got = []
+    store.add_commit_listener(lambda rev, events: got.append((rev, list(events))))
+    start = store.current_revision()
+    r1 = store.transact(lambda tx: tx.create(K + "l", b'{"v":1}'))
+    store.transact(lambda tx: tx.update(K + "l", b'{"v":2}', r1))
+    futs = [store.submit(lambda tx: tx.create(K + "m", b'{"m":1}')),
+            store.submit(lambda tx: (tx.create(K + "n", b"{}"), (_ for _ in ()).throw(ValueError("boom")))),
+            store.submit(lambda tx: tx.delete(K + "l", final_value=b'{"v":2,"gone":true}'))]
+    assert [f.exception(timeout=10) is None for f in futs] == [True, False, True]
+    store.transact(lambda tx: tx.create(K + "l", b'{"v":3}'))
+    delivered = [ev for _rev, evs in got for ev in evs]
+    assert _shape(delivered) == _shape(store.events_after(start, prefix=K))
+    assert [rev for rev, _ in got] == [evs[-1].rev for _, evs in got]          # max revision of each commit
+    assert [e.type for e in delivered] == ["ADDED", "MODIFIED", "ADDED", "DELETED", "ADDED"]
+    assert not [e for e in delivered if e.key == K + "n"]                          # rolled back
+
+
+def test_watch_hub_dispatches_a_commits_own_rows_and_reads_the_log_after_a_gap(store):
+    import asyncio
+
+    from apiserver.storage.hub import WatchHub
+
+    async def run():
+        hub = WatchHub(store)
+        await hub.start()
+        try:
+            sub = hub.subscribe(K)
+            queried = []
+            real = store.events_after
+            store.events_after = lambda *a, **k: (queried.append(a), real(*a, **k))[1]
+            r1 = await asyncio.to_thread(store.transact, lambda tx: tx.create(K + "h1", b"{}"))
+            await hub.wait_for(r1, timeout=5)
+            assert [e.rev for e in sub.drain()] == [r1] and queried == []          # from memory, no query
+            # a row the hub never heard of (written by "another API server") leaves a gap: the next commit
+            # is not dispatched from memory but read from the log, both rows in order
+            hub._on_commit, saved = (lambda rev, events: None), hub._on_commit
+            store._listeners[-1] = hub._on_commit
+            r2 = await asyncio.to_thread(store.transact, lambda tx: tx.create(K + "h2", b"{}"))
+            store._listeners[-1] = saved
+            hub._on_commit = saved
+            r3 = await asyncio.to_thread(store.transact, lambda tx: tx.create(K + "h3", b"{}"))
+            await hub.wait_for(r3, timeout=5)
+            assert [e.rev for e in sub.drain()] == [r2, r3] and queried
+        finally:
+            await hub.stop()
+
+    asyncio.run(run())
