@@ -148,23 +148,26 @@ class PodSyncer:
         """The PLEG: notice container exits and sandbox deaths by relisting the runtime."""
         while not self._stop.wait(RELIST_PERIOD):
             try:
-                sandboxes = self._sandboxes()
-                containers = self.runtime.call("list_containers")["items"]
+                self.relist()
             except RuntimeCallError as e:
                 log.warning("runtime relist failed: %s", e)
-                continue
-            by_sb: dict[str, list] = {}
-            for c in containers:
-                by_sb.setdefault(c["sandbox_id"], []).append((c["id"], c["state"], c["exit_code"]))
-            sig: dict[str, list] = {}
-            for sb in sandboxes:
-                p = sb["pod"]
-                sig.setdefault(f"{p['namespace']}/{p['name']}", []).append(
-                    (sb["id"], sb["state"], tuple(sorted(by_sb.get(sb["id"], [])))))
-            for key, s in sig.items():
-                if self._relist_sig.get(key) != s:
-                    self.queue.add(key)
-            self._relist_sig = sig
+
+    def relist(self) -> None:
+        """One PLEG pass: queue every pod whose sandboxes or containers changed since the last pass."""
+        sandboxes = self._sandboxes()
+        containers = self.runtime.call("list_containers")["items"]
+        by_sb: dict[str, list] = {}
+        for c in containers:
+            by_sb.setdefault(c["sandbox_id"], []).append((c["id"], c["state"], c["exit_code"]))
+        sig: dict[str, list] = {}
+        for sb in sandboxes:
+            p = sb["pod"]
+            sig.setdefault(f"{p['namespace']}/{p['name']}", []).append(
+                (sb["id"], sb["state"], tuple(sorted(by_sb.get(sb["id"], [])))))
+        for key, s in sig.items():
+            if self._relist_sig.get(key) != s:
+                self.queue.add(key)
+        self._relist_sig = sig
 
     # ------------------------------------------------------------------ helpers
     def _sandboxes(self, namespace: str | None = None, name: str | None = None) -> list[dict]:
@@ -356,6 +359,9 @@ class PodSyncer:
                     changed, rec = self._start_container(pod, sandbox, c, base.get(name, 0), env_ctx, waiting, recs)
                     if rec is not None:
                         started[name] = rec
+                        # its probes start now, not on the next sync (a new pod gets none: see below)
+                        self.probes.sync_container(key, uid, c, rec["id"], pod_ip,
+                                                   time.monotonic() - max(0.0, time.time() - rec["started_ts"]))
                     touched = touched or (changed and rec is None)
                     continue
                 if latest["state"] == "running":
@@ -397,6 +403,12 @@ class PodSyncer:
         else:
             for name, rec in started.items():   # the previous attempt stays (lastState), older ones were removed
                 records[name] = records.get(name, [])[-1:] + [rec]
+            if not sandboxes and started:
+                # a new pod: what the runtime now has for it is exactly this sandbox and these records, so
+                # the PLEG takes that as already seen and does not sync the pod again just to find its own
+                # work (a relist snapshot taken before this point may still overwrite it: one extra sync)
+                self._relist_sig[key] = [(sandbox["id"], sandbox.get("state", "ready"), tuple(sorted(
+                    (c["id"], c["state"], c["exit_code"]) for recs in records.values() for c in recs)))]
 
         for name, (why, _msg) in list(waiting.items()):
             if why in ("ErrImagePull", "CreateContainerConfigError", "RunContainerError", "ImagePullBackOff"):
@@ -673,7 +685,7 @@ class PodSyncer:
             if recs and recs[-1]["state"] == "running":
                 cid = recs[-1]["id"]
                 started[c["name"]] = self.probes.started(uid, c["name"], c, cid)
-                ready[c["name"]] = started[c["name"]] and self.probes.ready(uid, c["name"], cid)
+                ready[c["name"]] = started[c["name"]] and self.probes.ready(uid, c["name"], c, cid)
         status = pod_status(pod, sandbox_ready=sandbox_ready, pod_ip=pod_ip, host_ip=self.node_ip, records=records,
                             waiting=waiting, ready=ready, started=started, start_time=start_time,
                             message=message, reason=reason)

@@ -116,11 +116,13 @@ class ProbeManager:
         self._failed: dict[tuple[str, str], tuple[str, str, str]] = {}   # -> (container id, kind, message)
 
     # ---------------------------------------------------------------- results
-    def ready(self, uid: str, name: str, container_id: str) -> bool:
+    def ready(self, uid: str, name: str, container: dict, container_id: str) -> bool:
+        """Readiness of this container attempt: with a readiness probe, False until the probe succeeds (as
+        in Kubernetes, the initial state is Failure); without one, True."""
+        if not container.get("readinessProbe"):
+            return True
         w = self._workers.get((uid, name, "readiness"))
-        if w is None or w.container_id != container_id:
-            return w is None
-        return w.result
+        return w is not None and w.container_id == container_id and w.result
 
     def started(self, uid: str, name: str, container: dict, container_id: str) -> bool:
         if not container.get("startupProbe"):

@@ -273,3 +273,33 @@ def test_a_pod_start_asks_the_runtime_only_what_it_must(kl):
     kl.rt.calls.clear()
     kl.sync("default/web")
     assert [m for m, _ in kl.rt.calls] == ["list_sandboxes", "list_containers"]
+
+
+def test_the_pleg_does_not_resync_a_new_pod_for_its_own_start_but_does_for_an_exit(kl):
+    kl.pods_.add(make_pod())
+    kl.sync("default/web")
+    kl.rt.calls.clear()
+    kl.relist()                                  # sees the sandbox and container this sync made: nothing new
+    assert kl.queue.len() == 0
+    kl.rt.exit("main", 1)
+    kl.relist()
+    assert kl.queue.len() == 1 and kl.queue.get() == "default/web"
+
+
+def test_a_new_containers_probes_start_with_it_and_readiness_starts_false(kl):
+    probe = {"exec": {"command": ["true"]}, "initialDelaySeconds": 3600, "periodSeconds": 3600}
+    pod = make_pod()
+    pod["spec"]["containers"][0].update(readinessProbe=probe, livenessProbe=probe)
+    kl.pods_.add(pod)
+    try:
+        kl.sync("default/web")
+        (c,) = kl.rt.containers.values()
+        # the workers exist after the very sync that started the container (no second sync needed) ...
+        assert {(k[2], w.container_id) for k, w in kl.probes._workers.items()} == \
+            {("readiness", c["id"]), ("liveness", c["id"])}
+        # ... and until the readiness probe has succeeded the container is not ready (Kubernetes' initial state)
+        st = kl.api.status["web"]
+        assert st["phase"] == "Running" and st["containerStatuses"][0]["ready"] is False
+        assert {x["type"]: x["status"] for x in st["conditions"]}["Ready"] == "False"
+    finally:
+        kl.probes.remove_pod("uid-web")
