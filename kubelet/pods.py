@@ -58,8 +58,8 @@ def pod_key(pod: dict) -> str:
 
 class PodSyncer:
     def __init__(self, *, client, pods_store, services_store, runtime, network, node_name: str, node_ip: str,
-                 root_dir: str, run_dir: str | None = None, cluster_dns: str = "10.96.0.10", cluster_domain: str = "cluster.local",
-                 workers: int = 8, events: bool = True, writer=None):
+                 root_dir: str, run_dir: str | None = None, cluster_dns: str = "10.96.0.10",
+                 cluster_domain: str = "cluster.local", workers: int = 8, events: bool = True, writer=None):
         self.client = client
         # status patches and Events (the per-pod writes) go through ``writer`` (a ``client.lean.LeanWriter``,
         # ~1.5 ms less CPU per request than the shared client) when given
