@@ -169,66 +169,6 @@ def _high_fd(fd: int) -> int:
         os.close(fd)
 
 
-_POSIX_SPAWN_SETSIGDEF, _POSIX_SPAWN_SETSIGMASK = 0x04, 0x08      # glibc's spawn.h
-_libc = None
-
-
-def _posix_spawn(path: str, argv: list[str], actions: list[tuple], sigdef: tuple[int, ...]) -> int:
-    """libc's posix_spawn with an empty environment, through ctypes, which lets go of the GIL for the
-    call: ``os.posix_spawn`` keeps it while the vfork child runs up to its exec (about 0.25 ms alone,
-    1–5 ms on a busy node), and the daemon runs the call on a thread of its own so its event loop
-    keeps serving meanwhile (``drive_async``'s ``executor``)."""
-    global _libc
-    if _libc is None:
-        import ctypes
-        import ctypes.util
-        lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        vp = ctypes.c_void_p
-        for name, args in (("posix_spawn_file_actions_init", [vp]), ("posix_spawn_file_actions_destroy", [vp]),
-                           ("posix_spawn_file_actions_adddup2", [vp, ctypes.c_int, ctypes.c_int]),
-                           ("posix_spawn_file_actions_addopen", [vp, ctypes.c_int, ctypes.c_char_p, ctypes.c_int,
-                                                                 ctypes.c_uint]),
-                           ("posix_spawnattr_init", [vp]), ("posix_spawnattr_destroy", [vp]),
-                           ("posix_spawnattr_setsigdefault", [vp, vp]), ("posix_spawnattr_setsigmask", [vp, vp]),
-                           ("posix_spawnattr_setflags", [vp, ctypes.c_short]), ("sigemptyset", [vp]),
-                           ("sigaddset", [vp, ctypes.c_int]),
-                           ("posix_spawn", [ctypes.POINTER(ctypes.c_int), ctypes.c_char_p, vp, vp, vp, vp])):
-            getattr(lib, name).argtypes = args
-            getattr(lib, name).restype = ctypes.c_int
-        _libc = (ctypes, lib)
-    ctypes, lib = _libc
-    # opaque glibc structures, allocated generously (80, 336 and 128 bytes on x86-64)
-    fa, attr = ctypes.create_string_buffer(512), ctypes.create_string_buffer(1024)
-    sigs, none = ctypes.create_string_buffer(256), ctypes.create_string_buffer(256)
-    lib.posix_spawn_file_actions_init(fa)
-    lib.posix_spawnattr_init(attr)
-    try:
-        for a in actions:
-            if a[0] == os.POSIX_SPAWN_DUP2:
-                rc = lib.posix_spawn_file_actions_adddup2(fa, a[1], a[2])
-            else:
-                rc = lib.posix_spawn_file_actions_addopen(fa, a[1], a[2].encode(), a[3], a[4])
-            if rc:
-                raise OSError(rc, f"posix_spawn file action: {os.strerror(rc)}")
-        lib.sigemptyset(sigs)
-        for sig in sigdef:
-            lib.sigaddset(sigs, int(sig))
-        lib.sigemptyset(none)
-        lib.posix_spawnattr_setsigdefault(attr, sigs)
-        lib.posix_spawnattr_setsigmask(attr, none)
-        lib.posix_spawnattr_setflags(attr, _POSIX_SPAWN_SETSIGDEF | _POSIX_SPAWN_SETSIGMASK)
-        cargv = (ctypes.c_char_p * (len(argv) + 1))(*[a.encode() for a in argv], None)
-        cenv = (ctypes.c_char_p * 1)(None)
-        pid = ctypes.c_int()
-        rc = lib.posix_spawn(ctypes.byref(pid), path.encode(), fa, attr, cargv, cenv)
-        if rc:
-            raise OSError(rc, f"posix_spawn {path}: {os.strerror(rc)}")
-        return pid.value
-    finally:
-        lib.posix_spawn_file_actions_destroy(fa)
-        lib.posix_spawnattr_destroy(attr)
-
-
 def _start_helper(helper: str, argv: list[str], fields: list[str], stdin: int | None, stdout: int | None,
                   stderr: int | None) -> tuple[int, int]:
     """posix_spawn the helper with the request in a memfd on fd 4 and the report pipe on fd 3;
@@ -248,7 +188,7 @@ def _start_helper(helper: str, argv: list[str], fields: list[str], stdin: int | 
                    (os.POSIX_SPAWN_OPEN, i, "/dev/null", os.O_RDONLY if i == 0 else os.O_WRONLY, 0)
                    for i, fd in enumerate((stdin, stdout, stderr))]
         actions += [(os.POSIX_SPAWN_DUP2, w, 3), (os.POSIX_SPAWN_DUP2, req, 4)]
-        pid = _posix_spawn(helper, argv, actions, _RESET_SIGNALS)
+        pid = linux.posix_spawn(helper, argv, actions, _RESET_SIGNALS)
     except BaseException:
         os.close(r)
         raise
