@@ -71,18 +71,17 @@ def down(sys_: System, data_dir: str, purge: bool = False, quiet: bool = False,
     stopped = attempt("components", lambda: procs.stop_components(sys_, lay, rest[:-1])) or []
     stopped += attempt("apiserver", lambda: procs.stop_components(sys_, lay, ["apiserver"])) or []
     done += [f"stopped {n}" for n in stopped]
-    r = attempt("cgroups", lambda: cgroup_killer(s.cgroup_root))
-    if r:
-        found, errs = r
-        if found:
-            done.append(f"removed cgroups {s.cgroup_root}")
-        errors += errs
-    r = attempt("run directory", lambda: run_dir_unmounter(lay.kubelet_run_dir))
-    if r:
-        unmounted, errs = r
-        if unmounted:
-            done.append(f"unmounted {lay.kubelet_run_dir}")
-        errors += errs
+    def clear(what: str, fn, said: str) -> None:
+        """A step answering (whether there was anything, errors)."""
+        r = attempt(what, fn)
+        if r:
+            found, errs = r
+            if found:
+                done.append(said)
+            errors.extend(errs)
+
+    clear("cgroups", lambda: cgroup_killer(s.cgroup_root), f"removed cgroups {s.cgroup_root}")
+    clear("run directory", lambda: run_dir_unmounter(lay.kubelet_run_dir), f"unmounted {lay.kubelet_run_dir}")
     done += attempt("egress", lambda: netsetup.remove_egress(sys_, s)) or []
     done += [f"removed {w}" for w in attempt("routes", lambda: netsetup.remove_host_routes(sys_, s)) or []]
     done += [f"removed {w}" for w in attempt("link", lambda: netsetup.remove_link(sys_, s)) or []]

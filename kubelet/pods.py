@@ -158,16 +158,21 @@ class PodSyncer:
         containers = self.runtime.call("list_containers")["items"]
         by_sb: dict[str, list] = {}
         for c in containers:
-            by_sb.setdefault(c["sandbox_id"], []).append((c["id"], c["state"], c["exit_code"]))
+            by_sb.setdefault(c["sandbox_id"], []).append(c)
         sig: dict[str, list] = {}
         for sb in sandboxes:
             p = sb["pod"]
-            sig.setdefault(f"{p['namespace']}/{p['name']}", []).append(
-                (sb["id"], sb["state"], tuple(sorted(by_sb.get(sb["id"], [])))))
+            sig.setdefault(f"{p['namespace']}/{p['name']}", []).append(self._relist_entry(sb, by_sb.get(sb["id"], [])))
         for key, s in sig.items():
             if self._relist_sig.get(key) != s:
                 self.queue.add(key)
         self._relist_sig = sig
+
+    @staticmethod
+    def _relist_entry(sandbox: dict, containers: list[dict]) -> tuple:
+        """What the PLEG compares per sandbox: its state and each container's state and exit code."""
+        return (sandbox["id"], sandbox["state"],
+                tuple(sorted((c["id"], c["state"], c["exit_code"]) for c in containers)))
 
     # ------------------------------------------------------------------ helpers
     def _sandboxes(self, namespace: str | None = None, name: str | None = None) -> list[dict]:
@@ -407,8 +412,7 @@ class PodSyncer:
                 # a new pod: what the runtime now has for it is exactly this sandbox and these records, so
                 # the PLEG takes that as already seen and does not sync the pod again just to find its own
                 # work (a relist snapshot taken before this point may still overwrite it: one extra sync)
-                self._relist_sig[key] = [(sandbox["id"], sandbox.get("state", "ready"), tuple(sorted(
-                    (c["id"], c["state"], c["exit_code"]) for recs in records.values() for c in recs)))]
+                self._relist_sig[key] = [self._relist_entry(sandbox, [c for recs in records.values() for c in recs])]
 
         for name, (why, _msg) in list(waiting.items()):
             if why in ("ErrImagePull", "CreateContainerConfigError", "RunContainerError", "ImagePullBackOff"):
