@@ -1,4 +1,4 @@
-"""``pkctl apply -f`` and ``pkctl create -f``.
+"""``pkctl apply -f`` and ``pkctl create -f`` (``create configmap|secret`` goes to ``generators``).
 
 ``create`` POSTs each manifest. ``apply`` is kubectl's client-side apply:
 it GETs the object; if it is missing, creates it with the manifest recorded
@@ -21,6 +21,7 @@ from client.errors import ApiError, Conflict, Invalid, NotFound
 from client.rest import PATCH_CONTENT_TYPES
 
 from .errors import CLIError, format_api_error
+from .generators import run as run_generator
 from .printers import parse_output, print_objects
 from .resources import Manifest, object_name, read_manifests
 from .threeway import is_strategic, three_way
@@ -188,4 +189,8 @@ def run_apply(ctx, args) -> int:
 
 
 def run_create(ctx, args) -> int:
+    if getattr(args, "what", None):
+        if args.filename:
+            raise CLIError("give either -f or a kind to create (pkctl create configmap|secret NAME), not both")
+        return run_generator(ctx, args)
     return _run(ctx, args, "create", create_one)

@@ -1,4 +1,5 @@
-"""``pkctl describe``: kubectl-like sections for pods, services and nodes, generic for the rest.
+"""``pkctl describe``: kubectl-like sections for pods, services, nodes, namespaces, configmaps and secrets
+(sizes only, never values), generic for the rest.
 
 A describer reads the object (and what explains it: a service's
 endpoints, a node's pods and lease) and writes ``Label:\\tvalue`` lines at
@@ -13,6 +14,8 @@ Names may be prefixes, as in kubectl: ``describe pods web`` describes
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from datetime import datetime, timezone
 
@@ -578,6 +581,50 @@ def describe_namespace(ctx, ns: dict, rt) -> str:
     return w.text()
 
 
+# ------------------------------------------------------------------ configmaps and secrets
+def _decoded_len(value) -> int:
+    try:
+        return len(base64.b64decode(str(value), validate=True))
+    except (binascii.Error, ValueError):
+        return len(str(value))
+
+
+def describe_configmap(ctx, cm: dict, rt) -> str:
+    w = Writer()
+    md = cm.get("metadata") or {}
+    _header(w, cm, True)
+    _multiline(w, 0, "Labels", md.get("labels"))
+    _multiline(w, 0, "Annotations", md.get("annotations"), skip=(LAST_APPLIED,))
+    w.write(0, "\nData\n====\n")
+    for k, v in sorted((cm.get("data") or {}).items()):
+        w.write(0, f"{k}:\n----\n{v}\n\n")
+    w.write(0, "\nBinaryData\n====\n")
+    for k, v in sorted((cm.get("binaryData") or {}).items()):
+        w.write(0, f"{k}: {_decoded_len(v)} bytes\n")
+    w.write(0, "\n")
+    if ctx.show_events:
+        _write_events(w, _events(ctx, cm, rt))
+    return w.text()
+
+
+def describe_secret(ctx, secret: dict, rt) -> str:
+    """Sizes only, never values (kubectl shows a service-account token itself, which is meant to be read)."""
+    w = Writer()
+    md = secret.get("metadata") or {}
+    _header(w, secret, True)
+    _multiline(w, 0, "Labels", md.get("labels"))
+    _multiline(w, 0, "Annotations", md.get("annotations"), skip=(LAST_APPLIED,))
+    type_ = secret.get("type") or ""
+    w.write(0, f"\nType:\t{type_}\n")
+    w.write(0, "\nData\n====\n")
+    for k, v in sorted((secret.get("data") or {}).items()):
+        if k == "token" and type_ == "kubernetes.io/service-account-token":
+            w.write(0, f"{k}:\t{base64.b64decode(str(v)).decode('utf-8', 'replace')}\n")
+        else:
+            w.write(0, f"{k}:\t{_decoded_len(v)} bytes\n")
+    return w.text()
+
+
 # ------------------------------------------------------------------ anything else
 _INITIALISMS = {"api": "API", "uid": "UID", "ip": "IP", "ips": "IPs", "url": "URL", "id": "ID", "cidr": "CIDR",
                 "cidrs": "CIDRs", "dns": "DNS", "tls": "TLS", "http": "HTTP", "https": "HTTPS", "tcp": "TCP",
@@ -631,7 +678,8 @@ def describe_generic(ctx, obj: dict, rt) -> str:
 
 
 DESCRIBERS = {("", "Pod"): describe_pod, ("", "Service"): describe_service, ("", "Node"): describe_node,
-              ("", "Namespace"): describe_namespace}
+              ("", "Namespace"): describe_namespace, ("", "ConfigMap"): describe_configmap,
+              ("", "Secret"): describe_secret}
 
 
 # ------------------------------------------------------------------ command

@@ -127,6 +127,22 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "apply":
             add_bool(p, "--server-side", help="send a server-side apply patch instead of a client-side one")
             add_bool(p, "--force-conflicts", help="with --server-side: take ownership of conflicting fields")
+        else:
+            p.add_argument("what", nargs="*", metavar="configmap NAME | secret generic|tls|docker-registry NAME",
+                           help="build the object from flags instead of -f (see pkctl/generators.py)")
+            p.add_argument("--from-literal", action="append", default=[], help="KEY=VALUE; repeatable")
+            p.add_argument("--from-file", action="append", default=[],
+                           help="[KEY=]PATH, a file or a directory of files; repeatable")
+            p.add_argument("--from-env-file", action="append", default=[], help="a file of KEY=VALUE lines")
+            p.add_argument("--type", default="", help="secret generic: the secret's type (default Opaque)")
+            p.add_argument("--cert", default="", help="secret tls: the PEM certificate file")
+            p.add_argument("--key", default="", help="secret tls: the PEM private key file")
+            p.add_argument("--docker-server", default="", help="secret docker-registry: the registry (default "
+                           "https://index.docker.io/v1/)")
+            p.add_argument("--docker-username", default="", help="secret docker-registry: the user name")
+            p.add_argument("--docker-password", default="", help="secret docker-registry: the password")
+            p.add_argument("--docker-email", default="", help="secret docker-registry: the email")
+            add_bool(p, "--immutable", help="make the configmap or secret immutable")
 
     p = cmd("delete")
     p.add_argument("types", nargs="*", metavar="TYPE[/NAME] [NAME...]")

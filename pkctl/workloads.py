@@ -67,7 +67,8 @@ def build_pod(args) -> dict:
             "status": {}}
 
 
-def _create(ctx, rt, ns, obj, manager, args, verb: str) -> int:
+def create_built(ctx, rt, ns, obj, manager, args, verb: str) -> int:
+    """POST an object built from flags (or only print it for --dry-run=client) and report it like kubectl."""
     spec = parse_output(args.output)
     if spec.format not in ("", "name", "yaml", "json"):
         raise CLIError("-o must be one of name, yaml, json here")
@@ -98,7 +99,7 @@ def run_run(ctx, args) -> int:
         return 0
     pods = ctx.discovery.resolve("pods")
     pod["metadata"]["namespace"] = ctx.namespace
-    return _create(ctx, pods, ctx.namespace, pod, "pkctl-run", args, "created")
+    return create_built(ctx, pods, ctx.namespace, pod, "pkctl-run", args, "created")
 
 
 # ------------------------------------------------------------------ expose
@@ -210,4 +211,4 @@ def run_expose(ctx, args) -> int:
     svc = build_service(args, rt.kind, obj)
     svc["metadata"]["namespace"] = ctx.namespace
     services = ctx.discovery.resolve("services")
-    return _create(ctx, services, ctx.namespace, svc, "pkctl-expose", args, "exposed")
+    return create_built(ctx, services, ctx.namespace, svc, "pkctl-expose", args, "exposed")
