@@ -1,6 +1,6 @@
 """What the benchmarks share: the realistic pod body, percentiles, progress output.
 
-The pod is the ~600-byte body of the kubectl contract (DESIGN.md: inputs are
+The pod is the ~600-byte body of the kubectl contract (docs/design.md: inputs are
 realistic, not one repeated tiny request), so every benchmark loads the API
 server with the same objects and their figures compare.
 """

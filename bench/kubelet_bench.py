@@ -168,7 +168,7 @@ def startup(cluster: KubeletCluster, n: int, prefix: str, procs: dict[str, int] 
     t.start()
     time.sleep(0.3)
 
-    # The load generator must not compete with what it measures (DESIGN.md: a load generator that is
+    # The load generator must not compete with what it measures (docs/design.md: a load generator that is
     # not the bottleneck): the creates go through the lean HTTP writer the components use for their hot
     # writes (~0.15 ms of client CPU per request against ~1.5 ms through httpx), one keep-alive connection
     # per creating thread, opened before the burst; then all are released together.

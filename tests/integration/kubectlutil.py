@@ -1,4 +1,4 @@
-"""Run the stock kubectl binaries the machine image ships, per DESIGN.md."""
+"""Run the stock kubectl binaries the machine image ships, per docs/design.md."""
 from __future__ import annotations
 
 import os

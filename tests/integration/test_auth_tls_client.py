@@ -120,7 +120,7 @@ def test_informer_survives_api_server_restart(tmp_path):
 
 
 def test_listens_on_several_addresses(tmp_path):
-    """DESIGN.md: loopback plus the host end of the node link."""
+    """docs/design.md: loopback plus the host end of the node link."""
     s = ApiServer(str(tmp_path), extra_args=["--bind-address", "127.0.0.1,127.0.0.2"]).start()
     try:
         r = httpx.get(f"http://127.0.0.2:{s.port}/api/v1/namespaces", timeout=5)

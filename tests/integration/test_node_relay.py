@@ -2,7 +2,7 @@
 
 A real API server process relays to a stand-in kubelet that this module runs
 in a thread (Starlette on uvicorn, 127.0.0.1, a free port). The stand-in
-implements the kubelet's side of the contract in DESIGN.md ("kubelet
+implements the kubelet's side of the contract in docs/design.md ("kubelet
 endpoint"): `/containerLogs/...` (plain, tailLines, follow streaming a few
 chunks) and the `/exec/...` WebSocket (v5/v4.channel.k8s.io, the final Status
 on channel 3, then close 1000), and it accepts only the API server's bearer

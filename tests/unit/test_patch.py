@@ -212,7 +212,7 @@ def _no_directives(value):
 
 
 def test_kubectl_client_side_apply_patch_from_compat_doc():
-    """The exact body kubectl sends on `apply` of a changed pod (KUBECTL_COMPAT.md section 6)."""
+    """The exact body kubectl sends on `apply` of a changed pod (docs/reference/KUBECTL_COMPAT.md section 6)."""
     original = {
         "apiVersion": "v1",
         "kind": "Pod",

@@ -1,4 +1,4 @@
-"""Layer rule (DESIGN.md style 11): the proxy and the controllers import only api, client and themselves."""
+"""Layer rule (docs/design.md style 11): the proxy and the controllers import only api, client and themselves."""
 from __future__ import annotations
 
 import ast
