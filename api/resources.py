@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from api.kinds import binding, endpoints, event, ingress, lease, namespace, node, pod, service
+from api.kinds import binding, configmap, endpoints, event, ingress, lease, namespace, node, pod, service
 from api.kinds.base import Strategy
 
 
@@ -87,6 +87,7 @@ PODS = _rt("", "v1", "Pod", "pods", True, ("po",), ("all",),
            ("status", "binding", "log", "exec", "portforward"), strategy=pod.PodStrategy)
 SERVICES = _rt("", "v1", "Service", "services", True, ("svc",), ("all",), ("status",),
                strategy=service.ServiceStrategy)
+CONFIGMAPS = _rt("", "v1", "ConfigMap", "configmaps", True, ("cm",), strategy=configmap.ConfigMapStrategy)
 ENDPOINTS = _rt("", "v1", "Endpoints", "endpoints", True, ("ep",), strategy=endpoints.EndpointsStrategy)
 NODES = _rt("", "v1", "Node", "nodes", False, ("no",), (), ("status",), strategy=node.NodeStrategy)
 EVENTS = _rt("", "v1", "Event", "events", True, ("ev",), strategy=event.EventStrategy)
@@ -96,7 +97,7 @@ INGRESSES = _rt("networking.k8s.io", "v1", "Ingress", "ingresses", True, ("ing",
                 strategy=ingress.IngressStrategy)
 
 ALL: tuple[ResourceType, ...] = (
-    NAMESPACES, PODS, SERVICES, ENDPOINTS, NODES, EVENTS, BINDINGS, LEASES, INGRESSES,
+    NAMESPACES, PODS, SERVICES, ENDPOINTS, NODES, EVENTS, BINDINGS, LEASES, INGRESSES, CONFIGMAPS,
 )
 # Resources stored as objects (Binding is only a verb on pods).
 STORED: tuple[ResourceType, ...] = tuple(r for r in ALL if r is not BINDINGS)

@@ -354,6 +354,11 @@ def too_long(field: str, limit: int) -> Cause:
     return _cause("FieldValueTooLong", field, f"Too long: may not be more than {limit} {unit}")
 
 
+def too_large(field: str, limit: int) -> Cause:
+    """A total size over its limit (ConfigMap and Secret data), in apimachinery's wording for totals."""
+    return _cause("FieldValueTooLong", field, f"Too long: must have at most {limit} bytes")
+
+
 def not_found(field: str, value: Any) -> Cause:
     return _cause("FieldValueNotFound", field, f"Not found: {go_value(value)}")
 
