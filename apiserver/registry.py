@@ -108,7 +108,6 @@ def validate_create(rt: R.ResourceType, obj: dict) -> None:
     causes.extend(rt.strategy.validate(obj))
     if causes:
         raise errors.invalid(rt.kind, md.get("name") or md.get("generateName") or "", causes, rt.group)
-    rt.strategy.normalize(obj, None)
 
 
 # ------------------------------------------------------------------ allocation keys
@@ -251,7 +250,6 @@ class Registry:
             causes = strategy.validate_update(new, old)
             if causes:
                 raise errors.invalid(rt.kind, name, causes, rt.group)
-            strategy.normalize(new, old)
             if subresource is None:
                 with _as_status(rt, name):
                     strategy.allocate(self.allocations(tx), new, old)

@@ -139,9 +139,6 @@ class Strategy:
             self.default(obj)
         return obj
 
-    def normalize(self, obj: dict, old: dict | None) -> None:
-        """Rewrite write-only input into stored form after validation (Secret's stringData)."""
-
     # -- validation
     def check(self, e: Errs, obj: dict) -> None:
         """Kind-specific causes for obj (metadata is checked already)."""
