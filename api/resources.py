@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from api.kinds import binding, configmap, endpoints, event, ingress, lease, namespace, node, pod, service
+from api.kinds import binding, configmap, endpoints, event, ingress, lease, namespace, node, pod, secret, service
 from api.kinds.base import Strategy
 
 
@@ -88,6 +88,7 @@ PODS = _rt("", "v1", "Pod", "pods", True, ("po",), ("all",),
 SERVICES = _rt("", "v1", "Service", "services", True, ("svc",), ("all",), ("status",),
                strategy=service.ServiceStrategy)
 CONFIGMAPS = _rt("", "v1", "ConfigMap", "configmaps", True, ("cm",), strategy=configmap.ConfigMapStrategy)
+SECRETS = _rt("", "v1", "Secret", "secrets", True, strategy=secret.SecretStrategy)
 ENDPOINTS = _rt("", "v1", "Endpoints", "endpoints", True, ("ep",), strategy=endpoints.EndpointsStrategy)
 NODES = _rt("", "v1", "Node", "nodes", False, ("no",), (), ("status",), strategy=node.NodeStrategy)
 EVENTS = _rt("", "v1", "Event", "events", True, ("ev",), strategy=event.EventStrategy)
@@ -97,7 +98,7 @@ INGRESSES = _rt("networking.k8s.io", "v1", "Ingress", "ingresses", True, ("ing",
                 strategy=ingress.IngressStrategy)
 
 ALL: tuple[ResourceType, ...] = (
-    NAMESPACES, PODS, SERVICES, ENDPOINTS, NODES, EVENTS, BINDINGS, LEASES, INGRESSES, CONFIGMAPS,
+    NAMESPACES, PODS, SERVICES, ENDPOINTS, NODES, EVENTS, BINDINGS, LEASES, INGRESSES, CONFIGMAPS, SECRETS,
 )
 # Resources stored as objects (Binding is only a verb on pods).
 STORED: tuple[ResourceType, ...] = tuple(r for r in ALL if r is not BINDINGS)
