@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from api import resources as R
+from api.meta import parse_time
 
 from . import errors, registry
 from .registry import key_for, prefix_for
@@ -51,8 +52,8 @@ async def ensure_builtins(state: "State") -> None:
 
 async def ensure_kubernetes_service(state: "State") -> None:
     cfg = state.cfg
-    alloc = state.registry.alloc
-    ip = alloc.first_ip
+    reg = state.registry
+    ip = reg.alloc.first_ip
     svc = {"apiVersion": "v1", "kind": "Service",
            "metadata": {"name": "kubernetes", "namespace": "default",
                         "labels": {"component": "apiserver", "provider": "kubernetes"}},
@@ -64,7 +65,7 @@ async def ensure_kubernetes_service(state: "State") -> None:
 
     def op(tx: Tx):
         if not tx.exists(skey):
-            alloc.allocate_service(tx, svc, None)
+            R.SERVICES.strategy.allocate(reg.allocations(tx), svc, None)
             tx.create(skey, dumps(svc))
         row = tx.get(ekey)
         addr = {"ip": cfg.advertise_address}
@@ -120,10 +121,8 @@ async def expire_events(state: "State") -> None:
     for r in rows:
         ev = orjson.loads(r.value)
         ts = ev.get("lastTimestamp") or ev.get("eventTime") or ev.get("metadata", {}).get("creationTimestamp")
-        try:
-            t = registry.parse_rfc3339(ts).timestamp() if ts else 0
-        except ValueError:
-            t = 0
+        parsed = parse_time(ts)
+        t = parsed.timestamp() if parsed else 0
         if t < cutoff:
             def op(tx: Tx, key=r.key, rev=r.rev):
                 row = tx.get(key)

@@ -2,7 +2,7 @@
 
 kubectl learns every resource (plural, kind, scope, verbs, short names,
 categories) from discovery before any other request; a wrong answer here
-makes it fail in quiet, confusing ways (see reference/KUBECTL_SURPRISES.md).
+makes it fail in quiet, confusing ways (see docs/reference/KUBECTL_SURPRISES.md).
 We serve both forms:
 
 * aggregated discovery (apidiscovery.k8s.io v2 and v2beta1), chosen from the

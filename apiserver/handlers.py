@@ -3,9 +3,11 @@ update, patch, delete, deletecollection, and the pod binding subresource.
 
 Handlers run on the event loop; anything that touches the database is handed
 to storage (reads on a thread, writes to the writer thread as one atomic
-function). Per-resource differences come from registry.py; wire details
-(Table output, selectors, continue tokens, watch framing) live here because
-they are about HTTP, not about the objects.
+function). Per-resource differences come from the resource's strategy
+(``rt.strategy``, api/kinds/): its field selectors, its Table printer and
+whether a PUT may create; everything a write does is one registry call.
+Wire details (Table output, selectors, continue tokens, watch framing) live
+here because they are about HTTP, not about the objects.
 """
 from __future__ import annotations
 
@@ -22,12 +24,12 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from api import resources as R
+from api.meta import status_body
 from api.patch import PatchError, json_patch, merge_patch, strategic_merge_patch
 from api.selectors import FieldSelector, LabelSelector, SelectorError
-from api.tables import table_for
 
-from . import errors, registry, wire
-from .registry import Registry, field_getter, key_for, prefix_for, supported_fields
+from . import errors, wire
+from .registry import Registry, key_for, prefix_for
 from .storage.hub import WatchHub
 from .storage.log import Compacted, Event, Storage, StorageUnavailable, with_revision
 
@@ -49,7 +51,7 @@ class Selection:
     """A request's label and field selectors, checked against the resource."""
 
     def __init__(self, rt: R.ResourceType, request: Request):
-        self.kind = rt.kind
+        self.strategy = rt.strategy
         try:
             self.labels = LabelSelector.parse(request.query_params.get("labelSelector"))
         except SelectorError as e:
@@ -58,7 +60,7 @@ class Selection:
             self.fields = FieldSelector.parse(request.query_params.get("fieldSelector"))
         except SelectorError as e:
             raise errors.bad_request(f"invalid field selector: {e}")
-        allowed = supported_fields(rt.kind)
+        allowed = self.strategy.supported_fields
         for f in self.fields.fields():
             if f not in allowed:
                 raise errors.bad_request(f'field label not supported: {f}')
@@ -72,7 +74,7 @@ class Selection:
         md = obj.get("metadata") or {}
         if not self.labels.matches(md.get("labels") or {}):
             return False
-        return self.fields.empty or self.fields.matches(field_getter(self.kind, obj))
+        return self.fields.empty or self.fields.matches(self.strategy.field_getter(obj))
 
 
 def _encode_continue(rev: int, key: str) -> str:
@@ -133,8 +135,8 @@ class Handlers:
     def _respond(self, request: Request, rt: R.ResourceType, obj: dict, status: int = 200) -> Response:
         if wire.wants_table(request):
             inc = request.query_params.get("includeObject", "Metadata")
-            return json_response(table_for(rt.kind, [obj], self._now(), inc,
-                                           obj["metadata"].get("resourceVersion", "")), status)
+            return json_response(rt.strategy.table([obj], self._now(), inc,
+                                                   obj["metadata"].get("resourceVersion", "")), status)
         return json_response(obj, status)
 
     @staticmethod
@@ -217,7 +219,7 @@ class Handlers:
             meta["continue"] = _encode_continue(revision, last_key)
         if table:
             inc = request.query_params.get("includeObject", "Metadata")
-            tbl = table_for(rt.kind, items, self._now(), inc, str(revision))
+            tbl = rt.strategy.table(items, self._now(), inc, str(revision))
             if "continue" in meta:
                 tbl["metadata"]["continue"] = meta["continue"]
             return json_response(tbl)
@@ -266,7 +268,7 @@ class Handlers:
 
         def encode(type_: str, obj: dict) -> bytes:
             if as_table:
-                t = table_for(rt.kind, [obj], now(), include, obj["metadata"].get("resourceVersion", ""))
+                t = rt.strategy.table([obj], now(), include, obj["metadata"].get("resourceVersion", ""))
                 if not first_table[0]:
                     t["columnDefinitions"] = None
                 first_table[0] = False
@@ -378,9 +380,7 @@ class Handlers:
         if not (md or {}).get("name") and not (md or {}).get("generateName"):
             raise errors.invalid(rt.kind, "", [{"reason": "FieldValueRequired", "field": "metadata.name",
                                                 "message": "Required value: name or generateName is required"}], rt.group)
-        registry.prepare_create(rt, obj, ns)
-        registry.validate_create(rt, obj)
-        out = await self._write(self.reg.create_txn(rt, obj), self._dry_run(request))
+        out = await self._write(self.reg.create_txn(rt, obj, ns), self._dry_run(request))
         return self._respond(request, rt, out, 201)
 
     @staticmethod
@@ -397,7 +397,7 @@ class Handlers:
                      subresource: str | None = None) -> Response:
         obj = wire.decode_object_body(await wire.read_body(request), wire.media_type(request))
         self._check_type(rt, obj)
-        allow_create = rt.kind in ("Endpoints", "Lease", "Event") and subresource is None
+        allow_create = rt.strategy.allow_create_on_update and subresource is None
 
         def mutate(old):
             return copy.deepcopy(obj) if old is None else obj
@@ -536,4 +536,4 @@ class Handlers:
         uid = (obj.get("metadata") or {}).get("uid")
         await self._write(self.reg.bind_txn(ns, name, str(target["name"]), uid if isinstance(uid, str) else None),
                           self._dry_run(request))
-        return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}, 201)
+        return json_response(status_body(201, "", "", status="Success"), 201)

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from api.defaults import apply_defaults, image_pull_policy, qos_class
+from api.podspec import image_pull_policy, qos_class
+from tests.unit.kindutil import apply_defaults
 
 
 def pod(**spec) -> dict:

@@ -118,7 +118,7 @@ def test_column_names_match_kubectl_headers():
     assert narrow("Deployment") == ["Name", "Ready", "Up-to-date", "Available", "Age"]
     assert names("Deployment")[5:] == ["Containers", "Images", "Selector"]
     assert narrow("ReplicaSet") == ["Name", "Desired", "Current", "Ready", "Age"]
-    assert names("ConfigMap") == ["Name", "Created At"]
+    assert names("Widget") == ["Name", "Created At"]
 
 
 @pytest.mark.parametrize("kind", ["Pod", "Service", "Endpoints", "Node", "Namespace", "Event", "Lease",
@@ -571,8 +571,8 @@ def test_deployment_and_replicaset():
 
 def test_unknown_kind_uses_default_convertor():
     obj = {"metadata": {"name": "cm", "creationTimestamp": "2024-05-01T08:09:10.5+02:00"}}
-    assert row_cells("ConfigMap", obj, NOW) == ["cm", "2024-05-01T06:09:10Z"]
-    assert row_cells("ConfigMap", {"metadata": {"name": "x"}}, NOW) == ["x", "0001-01-01T00:00:00Z"]
+    assert row_cells("Widget", obj, NOW) == ["cm", "2024-05-01T06:09:10Z"]
+    assert row_cells("Widget", {"metadata": {"name": "x"}}, NOW) == ["x", "0001-01-01T00:00:00Z"]
 
 
 # --------------------------------------------------------------------------

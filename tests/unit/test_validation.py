@@ -14,12 +14,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from api.defaults import apply_defaults
 from api.validation import (
     is_cidr, is_dns1035_label, is_dns1123_label, is_dns1123_subdomain, is_env_var_name, is_ip, is_qualified_name,
     is_valid_label_value, is_valid_port, is_valid_port_name, is_wildcard_dns1123_subdomain, name_is_dns_label,
-    name_is_dns_subdomain, validate, validate_object_meta, validate_update,
+    name_is_dns_subdomain, validate_object_meta,
 )
+from tests.unit.kindutil import apply_defaults, validate, validate_update
 
 REQUIRED, INVALID, NOT_SUPPORTED = "FieldValueRequired", "FieldValueInvalid", "FieldValueNotSupported"
 DUPLICATE, FORBIDDEN, TOO_LONG, TYPE_INVALID = "FieldValueDuplicate", "FieldValueForbidden", "FieldValueTooLong", "FieldValueTypeInvalid"
@@ -286,11 +286,11 @@ def test_object_meta_namespace_rules():
 
 
 def test_unknown_kind_checks_metadata_only():
-    assert validate("ConfigMap", {"metadata": {"name": "Any_Name.ok", "namespace": "default"}, "data": 5}) == []
-    assert_cause(validate("ConfigMap", {"metadata": {"name": "a/b"}}), "metadata.name", INVALID,
+    assert validate("Widget", {"metadata": {"name": "Any_Name.ok", "namespace": "default"}, "data": 5}) == []
+    assert_cause(validate("Widget", {"metadata": {"name": "a/b"}}), "metadata.name", INVALID,
                  "Invalid value: \"a/b\": may not contain '/'")
-    assert_cause(validate("ConfigMap", {"metadata": {"name": ".."}}), "metadata.name", INVALID)
-    assert_cause(validate("ConfigMap", {"metadata": {"name": "x", "labels": {"bad key": "v"}}}), "metadata.labels", INVALID)
+    assert_cause(validate("Widget", {"metadata": {"name": ".."}}), "metadata.name", INVALID)
+    assert_cause(validate("Widget", {"metadata": {"name": "x", "labels": {"bad key": "v"}}}), "metadata.labels", INVALID)
 
 
 def test_non_object_is_type_invalid():
