@@ -50,9 +50,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from kubelet.runtime import logs as crilogs
 from kubelet.runtime.client import RuntimeCallError
-from kubelet.runtime import linux
-from kubelet.runtime.linux import socket_in_netns
-from kubelet.runtime.spawn import set_winsize
+from nodeutil.fdio import read_ready, set_winsize
+from nodeutil.netns import socket_in_netns
 
 log = logging.getLogger("kubelet.server")
 
@@ -263,7 +262,7 @@ class KubeletServer:
         open_outs = set(outs)
 
         def readable(fd: int) -> None:
-            data = linux.read_ready(fd)
+            data = read_ready(fd)
             if data is None:
                 return
             if data:

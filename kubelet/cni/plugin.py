@@ -43,7 +43,7 @@ import sys
 from typing import Any, Callable, Mapping
 
 from kubelet.cni.ipam import HostLocalIPAM, Lease, RangeConfig
-from kubelet.cni.netlink import Netlink, NetnsNotFound, RealNetlink
+from nodeutil.netlink import Netlink, NetnsNotFound, RealNetlink
 from kubelet.cni.types import (ERR_DECODE, ERR_INCOMPATIBLE_VERSION, ERR_INVALID_CONFIG, ERR_INVALID_ENV, ERR_IO,
                                ERR_UNKNOWN_CONTAINER, SPEC_VERSION, SUPPORTED_VERSIONS, CNIError, CNIResult)
 

@@ -50,6 +50,7 @@ from kubelet.runtime import linux, pkspawn, spawn
 from kubelet.runtime.images import ImageStore
 from kubelet.runtime.journal import StateJournal
 from kubelet.runtime.logs import LogWriter
+from nodeutil import fdio, netns
 
 log = logging.getLogger("runtime")
 
@@ -250,7 +251,8 @@ class Runtime:
             self._spawner)
         s = Sandbox(id=sid, pod=pod, hostname=hostname, network=network, pid=pid,
                     start_ticks=linux.process_start_time(pid), created_at=now_iso(),
-                    netns_path=f"/proc/{pid}/ns/net", labels=labels or {}, annotations=annotations or {}, cgroup=rel)
+                    netns_path=netns.process_ns_path(pid), labels=labels or {},
+                    annotations=annotations or {}, cgroup=rel)
         self.sandboxes[sid] = s
         self._track("sandbox", sid, pid)
         self._save(s)
@@ -366,7 +368,7 @@ class Runtime:
 
     def _pump(self, cid: str, fd: int, stream: str) -> None:
         w = self._writers.get(cid)
-        data = linux.read_ready(fd)
+        data = fdio.read_ready(fd)
         if data is None:
             return
         if data and w is not None:
@@ -472,7 +474,7 @@ class Runtime:
         open_fds = set(bufs)
 
         def readable(fd: int) -> None:
-            data = linux.read_ready(fd)
+            data = fdio.read_ready(fd)
             if data is None:
                 return
             if data:

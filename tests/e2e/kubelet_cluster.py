@@ -206,6 +206,6 @@ def fixture(tmp: str, **kw):
         errors += node.destroy()
         shutil.rmtree(os.path.join(tmp, "kubelet", "runtime", "containers"), ignore_errors=True)
         assert not errors, errors
-        from kubelet.rundir import mounts
+        from nodeutil.mounts import mounts
         left = [p for p, _t in mounts() if p.startswith(os.path.realpath(tmp) + os.sep)]
         assert not left, f"mounts left behind: {left}"
