@@ -127,6 +127,20 @@ class RuntimeClient:
         except RuntimeCallError:
             return False
 
+    def remove_all_sandboxes(self) -> tuple[int, list[str]]:
+        """Remove every pod sandbox (pause and containers killed, cgroups removed); (how many, errors)."""
+        n, errors = 0, []
+        try:
+            for sb in self.call("list_sandboxes")["items"]:
+                try:
+                    self.call("remove_sandbox", id=sb["id"])
+                    n += 1
+                except RuntimeCallError as e:
+                    errors.append(f"remove sandbox {sb.get('id')}: {e}")
+        except RuntimeCallError as e:
+            errors.append(f"runtime: {e}")
+        return n, errors
+
 
 def ensure_runtime(root_dir: str, socket_path: str, cgroup_root: str, log_file: str,
                    wait: float = 20.0, extra_args: list[str] | None = None) -> RuntimeClient:

@@ -122,11 +122,12 @@ class KubeletCluster:
             return None
 
     def stop(self) -> list[str]:
-        # the same teardown `pocketkube down` does (deploy.procs), so the tests exercise it too
-        from deploy.procs import kill_cgroup_tree, remove_sandboxes, unmount_run_dir
+        # the same teardown `pocketkube down` does (deploy.procs, kubelet.main), so the tests exercise it too
+        from deploy.procs import kill_cgroup_tree
+        from kubelet.main import remove_all_sandboxes, unmount_run_dir
 
         self.kubelet.stop()
-        _, errors = remove_sandboxes(os.path.join(self.root, "runtime", "runtime.sock"))
+        _, errors = remove_all_sandboxes(os.path.join(self.root, "runtime", "runtime.sock"))
         pid = self.runtime_pid()
         if pid:
             try:
