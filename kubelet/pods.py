@@ -38,6 +38,7 @@ from collections import deque
 from typing import Any
 
 from api import resources as R
+from api.meta import now
 from client.errors import ApiError, NotFound
 from client.rest import event_body
 from client.workqueue import WorkQueue
@@ -314,9 +315,9 @@ class PodSyncer:
                 for c in (spec.get("initContainers") or []) + (spec.get("containers") or []):
                     waiting[c["name"]] = ("ContainerCreating", "")
                 self._write_status(pod, sandbox_ready=False, pod_ip="", records={}, waiting=waiting,
-                                   start_time=start_time or _now(), message=str(e))
+                                   start_time=start_time or now(), message=str(e))
                 raise
-            start_time = start_time or _now()
+            start_time = start_time or now()
             net = {"sandbox_id": sandbox["id"], "ip": ip, "start_time": start_time, "attempt_base": base}
             self._save_net_state(uid, net)
             records = {}
@@ -709,6 +710,3 @@ class PodSyncer:
 class SandboxError(Exception):
     pass
 
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

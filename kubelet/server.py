@@ -48,6 +48,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from api.meta import status_body
 from kubelet.runtime import logs as crilogs
 from kubelet.runtime.client import RuntimeCallError
 from nodeutil.fdio import read_ready, set_winsize
@@ -60,18 +61,13 @@ PORTFORWARD_PROTOCOLS = ("v4.channel.k8s.io", "portforward.k8s.io")
 PORTFORWARD_CONNECT_TIMEOUT = 10.0
 
 
-def status(code: int, reason: str, message: str) -> dict:
-    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message,
-            "reason": reason, "code": code}
-
-
 class HTTPError(Exception):
     def __init__(self, code: int, reason: str, message: str):
         super().__init__(message)
         self.code, self.reason, self.message = code, reason, message
 
     def response(self) -> Response:
-        return JSONResponse(status(self.code, self.reason, self.message), status_code=self.code)
+        return JSONResponse(status_body(self.code, self.reason, self.message), status_code=self.code)
 
 
 class KubeletServer:
@@ -244,10 +240,10 @@ class KubeletServer:
                 raise HTTPError(400, "BadRequest", f'container {p["container"]} is not running in pod {p["pod"]}')
             info, fds = await asyncio.to_thread(self.runtime.exec, recs[-1]["id"], command, tty, want_stdin)
         except HTTPError as e:
-            await finish(status(e.code, e.reason, e.message))
+            await finish(status_body(e.code, e.reason, e.message))
             return
         except RuntimeCallError as e:
-            await finish(status(500, "InternalError", f"exec failed: {e}"))
+            await finish(status_body(500, "InternalError", f"exec failed: {e}"))
             return
 
         if tty:
