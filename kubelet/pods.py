@@ -1,6 +1,6 @@
 """The kubelet's pod loop: make the runtime match the pods bound to this node, then report status.
 
-Level-triggered (DESIGN.md style 1): informer events, the runtime relist
+Level-triggered (docs/design.md style 1): informer events, the runtime relist
 (PLEG), probe results and back-off timers only enqueue a pod key;
 ``sync(key)`` reads the pod from the cache and the runtime's current state
 and takes the next small idempotent steps:

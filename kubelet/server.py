@@ -1,6 +1,6 @@
 """The kubelet's own HTTP API: container logs, exec, port-forward and healthz, for the API server's relay.
 
-DESIGN.md's kubelet endpoint: ``/containerLogs/{ns}/{pod}/{container}``
+docs/design.md's kubelet endpoint: ``/containerLogs/{ns}/{pod}/{container}``
 (plain text, ``follow``/``tailLines``/``previous``/``timestamps``/
 ``sinceSeconds``/``limitBytes``), ``/exec/{ns}/{pod}/{container}``
 (WebSocket, ``v5.channel.k8s.io`` or ``v4.channel.k8s.io``: one byte of

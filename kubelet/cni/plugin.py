@@ -1,6 +1,6 @@
 """pocketkube-bridge: the CNI plugin that plugs a pod into its node's bridge.
 
-What ADD does, as a series of small idempotent steps (DESIGN.md style 7),
+What ADD does, as a series of small idempotent steps (docs/design.md style 7),
 each undone if a later one fails:
 
 1. lease an address from the built-in host-local style IPAM (``ipam``);

@@ -10,7 +10,7 @@ A timed-out or broken exchange drops the connection, so a late answer is
 never read as the next call's. ``exec`` receives the session's file
 descriptors with the answer (SCM_RIGHTS). ``ensure_runtime`` starts the daemon when no
 one answers on the socket, detached into its own session so it outlives
-the kubelet, as DESIGN.md's process table says.
+the kubelet, as docs/design.md's process table says.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The node fixture the kubelet issue owns: a node namespace running a real kubelet and its runtime.
 
-Layout (DESIGN.md "Network layout" and its safety rules)::
+Layout (docs/design.md "Network layout" and its safety rules)::
 
     host ns: API server on the host end of the node link, scheduler, controller-manager
     node ns pk-<tag>-node: kubelet + runtime (pods are pause processes whose netns the

@@ -1,6 +1,6 @@
 """Small helpers for e2e tests: a node network namespace with a bridge, stand-in pods, clients.
 
-Everything follows DESIGN.md's safety rules for a shared machine:
+Everything follows docs/design.md's safety rules for a shared machine:
 
 * every namespace is named ``pk-<tag>-...`` with a random tag, every veth
   ``pk<role><tag>`` or ``veth<hash>`` (15 characters at most);

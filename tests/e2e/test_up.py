@@ -1,7 +1,7 @@
 """e2e: `pocketkube up` / `status` / `down` on a clean data directory, used with stock kubectl (issue 7).
 
 Runs the real launcher as a user would, with three test-only flags that keep
-it apart from a user's cluster and from concurrent test clusters (DESIGN.md
+it apart from a user's cluster and from concurrent test clusters (docs/design.md
 safety rules): a free node network picked from 100.64.0.0/16 (never the
 default 100.64.0.0/24), a free API port, and ``--no-host-routes`` (no
 routes to 10.244/10.96 in the machine's namespace; the service is fetched
