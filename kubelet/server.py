@@ -9,7 +9,8 @@ resize, 255 close-stdin), ``/portForward/{ns}/{pod}`` (below) and ``/healthz``. 
 needs ``Authorization: Bearer`` with one of the accepted tokens (the API
 server's); errors are Kubernetes Status bodies the relay passes through.
 
-Logs are read from the CRI files the runtime writes (``kubelet.runtime.logs``);
+Logs are read from the CRI files the runtime writes (``kubelet.runtime.logs``, the
+runtime's public log-reading interface, as CRI leaves log files to the kubelet);
 an exec session gets its pipes or pty from the runtime with the answer to one
 call and is pumped here with the event loop watching those descriptors.
 
