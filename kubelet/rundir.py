@@ -1,9 +1,9 @@
 """The kubelet's run directory: the state that describes running sandboxes and dies with them, kept on tmpfs.
 
 For every pod the kubelet writes the pod's ``hosts``, ``hostname`` and
-``resolv.conf`` and its own network record, and the network plugin a cached
-result and an IP lease: seven small files made with the pod and deleted with
-it. None of them means anything after a reboot — the sandboxes they describe
+``resolv.conf``, the CNI client the cached result (the pod's one network
+record, ``kubelet.sandbox``) and the network plugin an IP lease: small files
+made with the pod and deleted with it. None of them means anything after a reboot — the sandboxes they describe
 are gone — which is why containerd keeps its task state in ``/run`` and why
 host-local leases kept on disk are a known leak after a node restart. On disk
 each also costs an inode allocation, and on ext4 without a journal (the

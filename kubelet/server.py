@@ -103,7 +103,7 @@ class KubeletServer:
         """Prometheus text: sandbox set-up time quantiles over the last 1,000 sandboxes, and pod counts."""
         if not self._authorized(request.headers):
             return HTTPError(401, "Unauthorized", "Unauthorized").response()
-        xs = sorted(self.syncer.sandbox_setup_seconds) if self.syncer else []
+        xs = sorted(self.syncer.sandboxes.setup_seconds) if self.syncer else []
         lines = ["# TYPE pocketkube_kubelet_sandbox_setup_seconds summary"]
         for q in (0.5, 0.9, 0.99):
             v = xs[min(len(xs) - 1, int(q * len(xs)))] if xs else 0.0
