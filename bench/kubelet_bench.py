@@ -55,7 +55,7 @@ from tests.e2e.netns import Node  # noqa: E402
 
 BARE = r"""
 import json, os, signal, sys, time
-from kubelet.cni.netlink import RealNetlink
+from nodeutil.netlink import RealNetlink
 from kubelet.runtime.pkspawn import ensure
 from kubelet.runtime.spawn import SandboxSpec, spawn_sandbox
 n = int(sys.argv[1]); out = []

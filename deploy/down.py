@@ -39,8 +39,13 @@ def looks_like_ours(data_dir: str) -> bool:
 
 
 def down(sys_: System, data_dir: str, purge: bool = False, quiet: bool = False,
-         sandbox_remover=procs.remove_sandboxes, cgroup_killer=procs.kill_cgroup_tree,
-         run_dir_unmounter=procs.unmount_run_dir) -> int:
+         sandbox_remover=None, cgroup_killer=procs.kill_cgroup_tree, run_dir_unmounter=None) -> int:
+    """Tear the cluster down; the kubelet's own cleanup (its runtime's sandboxes, its run directory's tmpfs)
+    comes from its entry point, ``kubelet.main``, imported only when not injected (tests inject fakes)."""
+    if sandbox_remover is None or run_dir_unmounter is None:
+        from kubelet import main as kubelet_main
+        sandbox_remover = sandbox_remover or kubelet_main.remove_all_sandboxes
+        run_dir_unmounter = run_dir_unmounter or kubelet_main.unmount_run_dir
     say = (lambda m: None) if quiet else (lambda m: print(m, flush=True))  # noqa: E731
     data_dir = os.path.abspath(data_dir)
     try:

@@ -86,31 +86,10 @@ def stop_component(sys: System, layout: Layout, name: str, grace: float = 10.0) 
     return was
 
 
-def remove_sandboxes(socket_path: str, timeout: float = 60.0) -> tuple[int, list[str]]:
-    """Remove every pod sandbox through the runtime (kills pause + containers, removes their cgroups)."""
-    if not os.path.exists(socket_path):
-        return 0, []
-    from kubelet.runtime.client import RuntimeCallError, RuntimeClient
-
-    rc = RuntimeClient(socket_path, timeout=timeout)
-    if not rc.ping():
-        return 0, []
-    n, errors = 0, []
-    try:
-        for sb in rc.call("list_sandboxes")["items"]:
-            try:
-                rc.call("remove_sandbox", id=sb["id"])
-                n += 1
-            except RuntimeCallError as e:
-                errors.append(f"remove sandbox {sb.get('id')}: {e}")
-    except RuntimeCallError as e:
-        errors.append(f"runtime: {e}")
-    return n, errors
-
-
 def stop_runtime(sys: System, layout: Layout,
-                 sandbox_remover: Callable[[str], tuple[int, list[str]]] = remove_sandboxes) -> tuple[list[str], list[str]]:
-    """(what was done, errors)."""
+                 sandbox_remover: Callable[[str], tuple[int, list[str]]]) -> tuple[list[str], list[str]]:
+    """Every sandbox removed through the runtime (``kubelet.main.remove_all_sandboxes``), then the runtime
+    daemon stopped by its PID file; (what was done, errors)."""
     done, errors = [], []
     n, errs = sandbox_remover(layout.runtime_socket)
     errors += errs
@@ -119,17 +98,6 @@ def stop_runtime(sys: System, layout: Layout,
     if stop_pid(sys, read_pid(layout.runtime_pid), layout.marker, grace=10.0):
         done.append("runtime")
     return done, errors
-
-
-def unmount_run_dir(path: str) -> tuple[bool, list[str]]:
-    """Detach the tmpfs the kubelet mounted on its run directory (``kubelet.rundir``), once its pods are gone.
-
-    Returns (it was mounted, errors)."""
-    from kubelet import rundir
-    try:
-        return rundir.unmount(path), []
-    except OSError as e:
-        return False, [f"run directory {path}: {e}"]
 
 
 def cgroup_bases(root: str, mount: str = CGROUP_MOUNT) -> list[str]:

@@ -1,1 +1,1 @@
-"""The node agent: runs the pods bound to one node (DESIGN.md "Kubelet runtime")."""
+"""The node agent: runs the pods bound to one node (docs/design.md "Kubelet runtime")."""

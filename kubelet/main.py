@@ -232,5 +232,30 @@ def garbage_collect(syncer, network, store) -> None:
         log.warning("gc: network: %s", e)
 
 
+# ------------------------------------------------------------- node clean-up
+# What `pocketkube down` and the test fixtures undo of a node once its kubelet is stopped; deploy imports
+# components only through their entry points, so these live here and delegate.
+def remove_all_sandboxes(socket_path: str, timeout: float = 60.0) -> tuple[int, list[str]]:
+    """Remove every pod sandbox through the node's runtime (kills pause + containers, removes their cgroups);
+    (how many, errors). Nothing to do when no runtime answers on ``socket_path``."""
+    if not os.path.exists(socket_path):
+        return 0, []
+    from kubelet.runtime.client import RuntimeClient
+
+    rc = RuntimeClient(socket_path, timeout=timeout)
+    if not rc.ping():
+        return 0, []
+    return rc.remove_all_sandboxes()
+
+
+def unmount_run_dir(path: str) -> tuple[bool, list[str]]:
+    """Detach the tmpfs the kubelet mounted on its run directory (``kubelet.rundir``), once its pods are gone;
+    (it was mounted, errors)."""
+    try:
+        return rundir.unmount(path), []
+    except OSError as e:
+        return False, [f"run directory {path}: {e}"]
+
+
 if __name__ == "__main__":
     main()

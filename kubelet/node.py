@@ -18,19 +18,15 @@ import logging
 import os
 import platform
 import threading
-import time
 
 from api import resources as R
+from api.meta import now, now_micro
 from client.errors import AlreadyExists, ApiError, NotFound
 
 log = logging.getLogger("kubelet.node")
 
 HEARTBEAT = 10.0
 VERSION = "v1.33.0-pocketkube"
-
-
-def rfc3339() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def machine_capacity() -> dict:
@@ -60,16 +56,16 @@ class NodeAgent:
                        "kubernetes.io/arch": {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(),
                                                                                           platform.machine()),
                        **(labels or {})}
-        self._transition = rfc3339()
+        self._transition = now()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def _status(self) -> dict:
-        now = rfc3339()
+        heartbeat = now()
 
         def cond(type_: str, status: str, reason: str, message: str) -> dict:
             return {"type": type_, "status": status, "reason": reason, "message": message,
-                    "lastHeartbeatTime": now, "lastTransitionTime": self._transition}
+                    "lastHeartbeatTime": heartbeat, "lastTransitionTime": self._transition}
         return {
             "capacity": dict(self.capacity),
             "allocatable": dict(self.capacity),
@@ -112,7 +108,7 @@ class NodeAgent:
         lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                  "metadata": {"name": self.node_name, "namespace": "kube-node-lease"},
                  "spec": {"holderIdentity": self.node_name, "leaseDurationSeconds": 40,
-                          "renewTime": time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())}}
+                          "renewTime": now_micro()}}
         try:
             self.client.patch(R.LEASES, self.node_name, {"spec": lease["spec"]}, "kube-node-lease")
         except NotFound:

@@ -1,9 +1,9 @@
 """The kubelet's run directory: the state that describes running sandboxes and dies with them, kept on tmpfs.
 
 For every pod the kubelet writes the pod's ``hosts``, ``hostname`` and
-``resolv.conf`` and its own network record, and the network plugin a cached
-result and an IP lease: seven small files made with the pod and deleted with
-it. None of them means anything after a reboot — the sandboxes they describe
+``resolv.conf``, the CNI client the cached result (the pod's one network
+record, ``kubelet.sandbox``) and the network plugin an IP lease: small files
+made with the pod and deleted with it. None of them means anything after a reboot — the sandboxes they describe
 are gone — which is why containerd keeps its task state in ``/run`` and why
 host-local leases kept on disk are a known leak after a node restart. On disk
 each also costs an inode allocation, and on ext4 without a journal (the
@@ -25,80 +25,24 @@ appended to, not created per pod.
 """
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 from typing import Callable
 
-from kubelet.runtime import linux
-
-log = logging.getLogger("kubelet.rundir")
+from nodeutil import mounts
 
 SIZE = "64m"          # ~30 KB per pod: 110 pods use a few MB; tmpfs holds only what is written
 
 
-def _unescape(field: str) -> str:
-    """Mount points in mountinfo escape space, tab, newline and backslash as octal."""
-    out, i = [], 0
-    while i < len(field):
-        code = field[i + 1:i + 4]
-        if field[i] == "\\" and len(code) == 3 and code.isdigit():
-            out.append(chr(int(code, 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
-
-
-def mounts(mountinfo: str = "/proc/self/mountinfo") -> list[tuple[str, str]]:
-    """(mount point, filesystem type) of every mount in this mount namespace, in mount order."""
-    out = []
-    with open(mountinfo) as f:
-        for line in f:
-            pre, _, post = line.partition(" - ")
-            fields = pre.split()
-            if len(fields) >= 5 and post:
-                out.append((_unescape(fields[4]), post.split()[0]))
-    return out
-
-
-def fs_type(path: str, mountinfo: str = "/proc/self/mountinfo") -> str:
-    """The filesystem type ``path`` is on: that of the last-mounted, longest mount point above it."""
-    path = os.path.realpath(path)
-    best, kind = "", ""
-    for point, fstype in mounts(mountinfo):
-        if (path == point or path.startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
-            best, kind = point, fstype
-    return kind
-
-
-def ensure(path: str, *, mount: Callable[..., None] | None = None, mountinfo: str = "/proc/self/mountinfo") -> str:
+def ensure(path: str, *, mount: Callable[..., None] = mounts.mount, mountinfo: str = mounts.MOUNTINFO) -> str:
     """Make ``path`` a directory on tmpfs; returns how: "tmpfs" (already was), "mounted", or "disk: <why>"."""
-    os.makedirs(path, mode=0o755, exist_ok=True)
-    if fs_type(path, mountinfo) == "tmpfs":
-        return "tmpfs"
-    try:
-        (mount or linux.mount)("pocketkube-run", path, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC,
-                               f"mode=0755,size={SIZE}")
-    except OSError as e:
-        log.warning("cannot mount a tmpfs on %s (%s): pods' run-time files stay on its filesystem", path, e)
-        return f"disk: {e}"
-    return "mounted"
+    return mounts.ensure_tmpfs(path, "pocketkube-run", SIZE, mount_fn=mount, mountinfo=mountinfo)
 
 
-def unmount(path: str, *, umount: Callable[[str, int], None] | None = None,
-            mountinfo: str = "/proc/self/mountinfo") -> bool:
+def unmount(path: str, *, umount: Callable[[str, int], None] = mounts.umount,
+            mountinfo: str = mounts.MOUNTINFO) -> bool:
     """Detach the tmpfs ``ensure`` mounted on ``path`` (and only a tmpfs mounted exactly there); True if it did."""
-    path = os.path.realpath(path)
-    try:
-        here = [t for p, t in mounts(mountinfo) if p == path]
-    except OSError:
-        return False
-    if not here or here[-1] != "tmpfs":
-        return False
-    (umount or linux.umount)(path, linux.MNT_DETACH)
-    return True
+    return mounts.unmount_tmpfs(path, umount_fn=umount, mountinfo=mountinfo)
 
 
 def adopt_old_layout(root: str, run: str) -> list[str]:

@@ -1,6 +1,6 @@
 """The kubelet's own HTTP API: container logs, exec, port-forward and healthz, for the API server's relay.
 
-DESIGN.md's kubelet endpoint: ``/containerLogs/{ns}/{pod}/{container}``
+docs/design.md's kubelet endpoint: ``/containerLogs/{ns}/{pod}/{container}``
 (plain text, ``follow``/``tailLines``/``previous``/``timestamps``/
 ``sinceSeconds``/``limitBytes``), ``/exec/{ns}/{pod}/{container}``
 (WebSocket, ``v5.channel.k8s.io`` or ``v4.channel.k8s.io``: one byte of
@@ -9,7 +9,8 @@ resize, 255 close-stdin), ``/portForward/{ns}/{pod}`` (below) and ``/healthz``. 
 needs ``Authorization: Bearer`` with one of the accepted tokens (the API
 server's); errors are Kubernetes Status bodies the relay passes through.
 
-Logs are read from the CRI files the runtime writes (``kubelet.runtime.logs``);
+Logs are read from the CRI files the runtime writes (``kubelet.runtime.logs``, the
+runtime's public log-reading interface, as CRI leaves log files to the kubelet);
 an exec session gets its pipes or pty from the runtime with the answer to one
 call and is pumped here with the event loop watching those descriptors.
 
@@ -48,11 +49,11 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from api.meta import status_body
 from kubelet.runtime import logs as crilogs
 from kubelet.runtime.client import RuntimeCallError
-from kubelet.runtime import linux
-from kubelet.runtime.linux import socket_in_netns
-from kubelet.runtime.spawn import set_winsize
+from nodeutil.fdio import read_ready, set_winsize
+from nodeutil.netns import socket_in_netns
 
 log = logging.getLogger("kubelet.server")
 
@@ -61,18 +62,13 @@ PORTFORWARD_PROTOCOLS = ("v4.channel.k8s.io", "portforward.k8s.io")
 PORTFORWARD_CONNECT_TIMEOUT = 10.0
 
 
-def status(code: int, reason: str, message: str) -> dict:
-    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message,
-            "reason": reason, "code": code}
-
-
 class HTTPError(Exception):
     def __init__(self, code: int, reason: str, message: str):
         super().__init__(message)
         self.code, self.reason, self.message = code, reason, message
 
     def response(self) -> Response:
-        return JSONResponse(status(self.code, self.reason, self.message), status_code=self.code)
+        return JSONResponse(status_body(self.code, self.reason, self.message), status_code=self.code)
 
 
 class KubeletServer:
@@ -107,7 +103,7 @@ class KubeletServer:
         """Prometheus text: sandbox set-up time quantiles over the last 1,000 sandboxes, and pod counts."""
         if not self._authorized(request.headers):
             return HTTPError(401, "Unauthorized", "Unauthorized").response()
-        xs = sorted(self.syncer.sandbox_setup_seconds) if self.syncer else []
+        xs = sorted(self.syncer.sandboxes.setup_seconds) if self.syncer else []
         lines = ["# TYPE pocketkube_kubelet_sandbox_setup_seconds summary"]
         for q in (0.5, 0.9, 0.99):
             v = xs[min(len(xs) - 1, int(q * len(xs)))] if xs else 0.0
@@ -245,10 +241,10 @@ class KubeletServer:
                 raise HTTPError(400, "BadRequest", f'container {p["container"]} is not running in pod {p["pod"]}')
             info, fds = await asyncio.to_thread(self.runtime.exec, recs[-1]["id"], command, tty, want_stdin)
         except HTTPError as e:
-            await finish(status(e.code, e.reason, e.message))
+            await finish(status_body(e.code, e.reason, e.message))
             return
         except RuntimeCallError as e:
-            await finish(status(500, "InternalError", f"exec failed: {e}"))
+            await finish(status_body(500, "InternalError", f"exec failed: {e}"))
             return
 
         if tty:
@@ -263,7 +259,7 @@ class KubeletServer:
         open_outs = set(outs)
 
         def readable(fd: int) -> None:
-            data = linux.read_ready(fd)
+            data = read_ready(fd)
             if data is None:
                 return
             if data:

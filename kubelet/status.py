@@ -18,15 +18,10 @@ unit-tested on plain data:
 """
 from __future__ import annotations
 
-import time
-
+from api.meta import now
 from kubelet.podspec import should_restart
 
 RUNTIME_SCHEME = "pocketkube://"
-
-
-def now_iso() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def _terminated(rec: dict) -> dict:
@@ -65,7 +60,7 @@ def container_status(container: dict, records: list[dict], waiting: tuple[str, s
         st["lastState"] = {"terminated": _terminated(prev)} if prev else {}
         return st
     if latest["state"] == "running":
-        st["state"] = {"running": {"startedAt": latest.get("started_at") or now_iso()}}
+        st["state"] = {"running": {"startedAt": latest.get("started_at") or now()}}
         st["ready"] = bool(ready)
         st["started"] = bool(started)
     else:
@@ -78,7 +73,7 @@ def _condition(prev: list[dict], type_: str, status: bool, reason: str | None = 
     value = "True" if status else "False"
     old = next((c for c in prev if c.get("type") == type_), None)
     since = old.get("lastTransitionTime") if old and old.get("status") == value and old.get("lastTransitionTime") \
-        else now_iso()
+        else now()
     c = {"type": type_, "status": value, "lastProbeTime": None, "lastTransitionTime": since}
     if reason and not status:
         c["reason"] = reason

@@ -24,7 +24,7 @@ from api import resources as R
 from client.informer import SharedInformers
 from client.component import add_connection_flags, config_or_exit, setup_logging, stop_on_signals
 from client.rest import Client
-from proxy.iptables import ConntrackRunner, IptablesError, IptablesRunner
+from nodeutil.iptables import ConntrackRunner, IptablesError, IptablesRunner
 from proxy.proxier import Proxier
 from proxy.rules import Config
 

@@ -42,7 +42,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from proxy.iptables import Conntrack, IptablesError, Runner, parse_save
+from nodeutil.iptables import Conntrack, IptablesError, Runner, parse_save
 from proxy.rules import (BUILTIN_CHAINS, JUMPS, TABLES, Config, Ruleset, RulesetBuilder,
                          ServicePort, owned_chain)
 

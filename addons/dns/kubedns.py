@@ -1,6 +1,6 @@
 """The ``kube-system/kube-dns`` Service and its Endpoints: how pods reach this process.
 
-DESIGN.md's contract: cluster DNS ensures a selector-less Service with the
+docs/design.md's contract: cluster DNS ensures a selector-less Service with the
 fixed ClusterIP 10.96.0.10 (``--cluster-ip``), ports ``dns`` 53/UDP and
 ``dns-tcp`` 53/TCP, and the labels that make ``kubectl cluster-info`` list
 it (``kubernetes.io/cluster-service: "true"``, ``kubernetes.io/name:
@@ -10,7 +10,7 @@ alone (``controllers.endpoints``: "Services without a selector are the
 user's"), and this process writes its own address there; the proxy then
 DNATs 10.96.0.10:53 to it, like any service.
 
-``Registrar.sync()`` is the level-triggered ensure step (DESIGN.md style 1):
+``Registrar.sync()`` is the level-triggered ensure step (docs/design.md style 1):
 it reads the Service and Endpoints, and writes only what differs:
 
 * Service missing -> created; present -> labels and ports made ours and a

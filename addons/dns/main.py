@@ -1,7 +1,7 @@
 """`pocketkube dns`: flags and wiring only; the logic lives in the modules beside this one.
 
 Cluster DNS runs in a node's network namespace, like a host-network pod
-(DESIGN.md, "Interfaces between components"). This builds the client from
+(docs/design.md, "Interfaces between components"). This builds the client from
 the kubeconfig (or ``--server``/``--token``), the Services, Endpoints and
 (unless ``--pods disabled|insecure``) Pods informers, the resolver over
 their Stores (``records``), the wire handler with its encoded-answer cache

@@ -1,6 +1,6 @@
 """pocketkube-bridge: the CNI plugin that plugs a pod into its node's bridge.
 
-What ADD does, as a series of small idempotent steps (DESIGN.md style 7),
+What ADD does, as a series of small idempotent steps (docs/design.md style 7),
 each undone if a later one fails:
 
 1. lease an address from the built-in host-local style IPAM (``ipam``);
@@ -43,7 +43,7 @@ import sys
 from typing import Any, Callable, Mapping
 
 from kubelet.cni.ipam import HostLocalIPAM, Lease, RangeConfig
-from kubelet.cni.netlink import Netlink, NetnsNotFound, RealNetlink
+from nodeutil.netlink import Netlink, NetnsNotFound, RealNetlink
 from kubelet.cni.types import (ERR_DECODE, ERR_INCOMPATIBLE_VERSION, ERR_INVALID_CONFIG, ERR_INVALID_ENV, ERR_IO,
                                ERR_UNKNOWN_CONTAINER, SPEC_VERSION, SUPPORTED_VERSIONS, CNIError, CNIResult)
 

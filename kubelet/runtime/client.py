@@ -10,7 +10,7 @@ A timed-out or broken exchange drops the connection, so a late answer is
 never read as the next call's. ``exec`` receives the session's file
 descriptors with the answer (SCM_RIGHTS). ``ensure_runtime`` starts the daemon when no
 one answers on the socket, detached into its own session so it outlives
-the kubelet, as DESIGN.md's process table says.
+the kubelet, as docs/design.md's process table says.
 """
 from __future__ import annotations
 
@@ -126,6 +126,20 @@ class RuntimeClient:
             return True
         except RuntimeCallError:
             return False
+
+    def remove_all_sandboxes(self) -> tuple[int, list[str]]:
+        """Remove every pod sandbox (pause and containers killed, cgroups removed); (how many, errors)."""
+        n, errors = 0, []
+        try:
+            for sb in self.call("list_sandboxes")["items"]:
+                try:
+                    self.call("remove_sandbox", id=sb["id"])
+                    n += 1
+                except RuntimeCallError as e:
+                    errors.append(f"remove sandbox {sb.get('id')}: {e}")
+        except RuntimeCallError as e:
+            errors.append(f"runtime: {e}")
+        return n, errors
 
 
 def ensure_runtime(root_dir: str, socket_path: str, cgroup_root: str, log_file: str,

@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import array
 import asyncio
-import json
 import logging
 import os
 import secrets
@@ -45,17 +44,15 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from api.meta import now
 from kubelet.runtime import cgroups as cg
 from kubelet.runtime import linux, pkspawn, spawn
 from kubelet.runtime.images import ImageStore
 from kubelet.runtime.journal import StateJournal
 from kubelet.runtime.logs import LogWriter
+from nodeutil import fdio, netns
 
 log = logging.getLogger("runtime")
-
-
-def now_iso() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 class RuntimeError_(Exception):
@@ -154,7 +151,7 @@ class Runtime:
         for c in self.containers.values():
             if c.state == "running":
                 self._kill_if_same(c.pid, c.start_ticks)
-                c.state, c.exit_code, c.reason, c.finished_at = "exited", 255, "Unknown", now_iso()
+                c.state, c.exit_code, c.reason, c.finished_at = "exited", 255, "Unknown", now()
                 c.finished_ts = time.time()
                 c.message = "the container runtime restarted"
                 self._save(c)
@@ -197,7 +194,7 @@ class Runtime:
             if c is None:
                 return
             exit_code = 128 - code if code < 0 else code
-            c.state, c.exit_code, c.finished_at, c.finished_ts = "exited", exit_code, now_iso(), time.time()
+            c.state, c.exit_code, c.finished_at, c.finished_ts = "exited", exit_code, now(), time.time()
             if exit_code != 0 and self.cgroups.oom_killed(c.cgroup):   # pid 1 killed, or a child and pid 1 said so
                 c.reason = "OOMKilled"
             elif not c.reason:
@@ -249,8 +246,9 @@ class Runtime:
             hostname=hostname[:63], network=network, cgroup_join=self.cgroups.join_files(rel)), self.spawn_helper),
             self._spawner)
         s = Sandbox(id=sid, pod=pod, hostname=hostname, network=network, pid=pid,
-                    start_ticks=linux.process_start_time(pid), created_at=now_iso(),
-                    netns_path=f"/proc/{pid}/ns/net", labels=labels or {}, annotations=annotations or {}, cgroup=rel)
+                    start_ticks=linux.process_start_time(pid), created_at=now(),
+                    netns_path=netns.process_ns_path(pid), labels=labels or {},
+                    annotations=annotations or {}, cgroup=rel)
         self.sandboxes[sid] = s
         self._track("sandbox", sid, pid)
         self._save(s)
@@ -323,7 +321,7 @@ class Runtime:
                       env=list(img.env) + list(env or []), cwd=working_dir or img.working_dir or "/",
                       files=[list(f) for f in files or []], log_path=log_path or
                       os.path.join(self.root, "logs", cid + ".log"), memory_bytes=memory_bytes,
-                      cpu_millis=cpu_millis, labels=labels or {}, created_at=now_iso(),
+                      cpu_millis=cpu_millis, labels=labels or {}, created_at=now(),
                       cgroup=f"{s.cgroup}/{cid}")
         self.containers[cid] = c
         self._save(c)
@@ -348,11 +346,11 @@ class Runtime:
         except spawn.SpawnError as e:
             writer.close()
             c.state, c.exit_code, c.reason, c.message = "exited", 128, "StartError", str(e)
-            c.started_at = c.finished_at = now_iso()
+            c.started_at = c.finished_at = now()
             c.started_ts = c.finished_ts = time.time()
             self._save(c)
             raise RuntimeError_(str(e), "StartError") from e
-        c.state, c.pid, c.start_ticks, c.started_at = "running", pid, linux.process_start_time(pid), now_iso()
+        c.state, c.pid, c.start_ticks, c.started_at = "running", pid, linux.process_start_time(pid), now()
         c.started_ts = time.time()
         self._writers[c.id] = writer
         self._open_streams[c.id] = 2
@@ -366,7 +364,7 @@ class Runtime:
 
     def _pump(self, cid: str, fd: int, stream: str) -> None:
         w = self._writers.get(cid)
-        data = linux.read_ready(fd)
+        data = fdio.read_ready(fd)
         if data is None:
             return
         if data and w is not None:
@@ -472,7 +470,7 @@ class Runtime:
         open_fds = set(bufs)
 
         def readable(fd: int) -> None:
-            data = linux.read_ready(fd)
+            data = fdio.read_ready(fd)
             if data is None:
                 return
             if data:

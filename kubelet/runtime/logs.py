@@ -15,6 +15,13 @@ Rotation is by size: when the file passes ``max_bytes`` it is renamed to
 ``<N>.log.1`` (older rotations shift up, at most ``max_files`` kept) and a
 new file starts. The reader follows that: it reads the rotated files first,
 and while following it reopens the path when the file under it was renamed.
+
+The files are the runtime's declared interface for logs, as in Kubernetes
+(the kubelet names the path in ``create_container`` and reads the files
+itself; CRI has no log-streaming call): the runtime imports ``LogWriter``,
+the kubelet's server the readers ``read_logs``, ``position`` and ``follow``.
+Nothing else of the runtime's internals is for the kubelet; everything else
+goes through ``kubelet.runtime.client``.
 """
 from __future__ import annotations
 

@@ -37,12 +37,12 @@ import os
 import signal
 import shutil
 import termios
-import struct
 import fcntl
 from dataclasses import dataclass, field
 from typing import Generator
 
 from kubelet.runtime import linux
+from nodeutil import mounts, netns
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PAUSE = shutil.which("sleep") or "/bin/sleep"
@@ -213,9 +213,9 @@ def sandbox_steps(spec: SandboxSpec, helper: str | None = None) -> Generator[int
             os.setsid()
             _join_cgroup(spec.cgroup_join)
             if spec.network == "host":
-                linux.unshare(linux.CLONE_NEWIPC)
+                netns.unshare(netns.CLONE_NEWIPC)
             else:
-                linux.unshare(linux.CLONE_NEWNET | linux.CLONE_NEWIPC | linux.CLONE_NEWUTS)
+                netns.unshare(netns.CLONE_NEWNET | netns.CLONE_NEWIPC | netns.CLONE_NEWUTS)
                 linux.sethostname(spec.hostname)
                 linux.loopback_up()
             _devnull_stdio()
@@ -239,33 +239,33 @@ def _sandbox_result(report: bytes, pid: int) -> int:
 # ---------------------------------------------------------------- container
 def _prepare_root(spec: ContainerSpec) -> str:
     """Mounts for the container in its private mount namespace; returns the root to chroot into ("/" for host)."""
-    linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
+    mounts.mount(None, "/", None, mounts.MS_REC | mounts.MS_PRIVATE)
     if spec.rootfs is None:
-        linux.mount("proc", "/proc", "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
+        mounts.mount("proc", "/proc", "proc", mounts.MS_NOSUID | mounts.MS_NODEV | mounts.MS_NOEXEC)
         for src, dst in spec.files:
-            linux.mount(src, dst, None, linux.MS_BIND)
+            mounts.mount(src, dst, None, mounts.MS_BIND)
         return "/"
     root = spec.rootfs
     if spec.overlay_dir:
         upper, work, merged = (os.path.join(spec.overlay_dir, d) for d in ("upper", "work", "merged"))
         for d in (upper, work, merged):
             os.makedirs(d, exist_ok=True)
-        linux.mount("overlay", merged, "overlay", 0, f"lowerdir={spec.rootfs},upperdir={upper},workdir={work}")
+        mounts.mount("overlay", merged, "overlay", 0, f"lowerdir={spec.rootfs},upperdir={upper},workdir={work}")
         root = merged
     else:
-        linux.mount(root, root, None, linux.MS_BIND | linux.MS_REC)
+        mounts.mount(root, root, None, mounts.MS_BIND | mounts.MS_REC)
     for d in ("proc", "dev", "sys", "etc", "tmp"):
         os.makedirs(os.path.join(root, d), exist_ok=True)
-    linux.mount("proc", os.path.join(root, "proc"), "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
-    linux.mount("/dev", os.path.join(root, "dev"), None, linux.MS_BIND | linux.MS_REC)
-    linux.mount("/sys", os.path.join(root, "sys"), None, linux.MS_BIND | linux.MS_REC)
+    mounts.mount("proc", os.path.join(root, "proc"), "proc", mounts.MS_NOSUID | mounts.MS_NODEV | mounts.MS_NOEXEC)
+    mounts.mount("/dev", os.path.join(root, "dev"), None, mounts.MS_BIND | mounts.MS_REC)
+    mounts.mount("/sys", os.path.join(root, "sys"), None, mounts.MS_BIND | mounts.MS_REC)
     for src, dst in spec.files:
         target = os.path.join(root, dst.lstrip("/"))
         if os.path.islink(target):
             os.unlink(target)
         if not os.path.exists(target):
             open(target, "a").close()
-        linux.mount(src, target, None, linux.MS_BIND)
+        mounts.mount(src, target, None, mounts.MS_BIND)
     return root
 
 
@@ -300,10 +300,10 @@ def container_steps(spec: ContainerSpec, helper: str | None = None
             _child_prologue()
             _join_cgroup(spec.cgroup_join)
             p = spec.sandbox_pid
-            linux.setns(f"/proc/{p}/ns/ipc", linux.CLONE_NEWIPC)
-            linux.setns(f"/proc/{p}/ns/uts", linux.CLONE_NEWUTS)
-            linux.setns(f"/proc/{p}/ns/net", linux.CLONE_NEWNET)
-            linux.unshare(linux.CLONE_NEWNS | linux.CLONE_NEWPID)
+            netns.setns(netns.process_ns_path(p, "ipc"), netns.CLONE_NEWIPC)
+            netns.setns(netns.process_ns_path(p, "uts"), netns.CLONE_NEWUTS)
+            netns.setns(netns.process_ns_path(p, "net"), netns.CLONE_NEWNET)
+            netns.unshare(netns.CLONE_NEWNS | netns.CLONE_NEWPID)
             child = os.fork()
             if child == 0:
                 try:
@@ -360,9 +360,9 @@ def exec_steps(spec: ExecSpec) -> Generator[int, bytes, tuple[int, list[int]]]:
             _join_cgroup(spec.cgroup_join)
             t = spec.target_pid
             root_fd = os.open(f"/proc/{t}/root", os.O_RDONLY | os.O_DIRECTORY)
-            for ns, flag in (("ipc", linux.CLONE_NEWIPC), ("uts", linux.CLONE_NEWUTS), ("net", linux.CLONE_NEWNET),
-                             ("pid", linux.CLONE_NEWPID), ("mnt", linux.CLONE_NEWNS)):
-                linux.setns(f"/proc/{t}/ns/{ns}", flag)
+            for ns, flag in (("ipc", netns.CLONE_NEWIPC), ("uts", netns.CLONE_NEWUTS), ("net", netns.CLONE_NEWNET),
+                             ("pid", netns.CLONE_NEWPID), ("mnt", netns.CLONE_NEWNS)):
+                netns.setns(netns.process_ns_path(t, ns), flag)
             os.fchdir(root_fd)
             os.chroot(".")
             child = os.fork()
@@ -458,7 +458,3 @@ def spawn_container(spec: ContainerSpec, helper: str | None = None) -> tuple[int
 
 def spawn_exec(spec: ExecSpec) -> tuple[int, list[int]]:
     return drive(exec_steps(spec))
-
-
-def set_winsize(fd: int, rows: int, cols: int) -> None:
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))

@@ -122,11 +122,12 @@ class KubeletCluster:
             return None
 
     def stop(self) -> list[str]:
-        # the same teardown `pocketkube down` does (deploy.procs), so the tests exercise it too
-        from deploy.procs import kill_cgroup_tree, remove_sandboxes, unmount_run_dir
+        # the same teardown `pocketkube down` does (deploy.procs, kubelet.main), so the tests exercise it too
+        from deploy.procs import kill_cgroup_tree
+        from kubelet.main import remove_all_sandboxes, unmount_run_dir
 
         self.kubelet.stop()
-        _, errors = remove_sandboxes(os.path.join(self.root, "runtime", "runtime.sock"))
+        _, errors = remove_all_sandboxes(os.path.join(self.root, "runtime", "runtime.sock"))
         pid = self.runtime_pid()
         if pid:
             try:
@@ -206,6 +207,6 @@ def fixture(tmp: str, **kw):
         errors += node.destroy()
         shutil.rmtree(os.path.join(tmp, "kubelet", "runtime", "containers"), ignore_errors=True)
         assert not errors, errors
-        from kubelet.rundir import mounts
+        from nodeutil.mounts import mounts
         left = [p for p, _t in mounts() if p.startswith(os.path.realpath(tmp) + os.sep)]
         assert not left, f"mounts left behind: {left}"

@@ -19,7 +19,7 @@ import time
 import pytest
 
 from api import resources as R
-from kubelet import rundir
+from nodeutil import mounts
 from tests.conftest import need
 from tests.e2e.kubelet_cluster import fixture
 from tests.e2e.netns import have_root_tools, wait_until
@@ -292,7 +292,7 @@ def test_kubelet_restart_adopts_running_pods(kc):
     p = kc.wait_running("adopt")
     before = cstatus(p, "main")["containerID"]
     run = os.path.realpath(os.path.join(kc.root, "run"))
-    assert [t for m, t in rundir.mounts() if m == run] == ["tmpfs"]      # the kubelet's run directory
+    assert [t for m, t in mounts.mounts() if m == run] == ["tmpfs"]      # the kubelet's run directory
     records = sorted(os.listdir(os.path.join(run, "pods", p["metadata"]["uid"])))
     kc.kubelet.stop()
     time.sleep(1)
@@ -302,7 +302,7 @@ def test_kubelet_restart_adopts_running_pods(kc):
     st = cstatus(p, "main")
     assert st["containerID"] == before and st["restartCount"] == 0
     # the restarted kubelet found its tmpfs (the records on it) and mounted no second one over it
-    assert [t for m, t in rundir.mounts() if m == run] == ["tmpfs"]
+    assert [t for m, t in mounts.mounts() if m == run] == ["tmpfs"]
     assert sorted(os.listdir(os.path.join(run, "pods", p["metadata"]["uid"]))) == records
     running = [c for c in _runtime_containers(kc).values() if c["name"] == "main" and c["state"] == "running"
                and c["labels"].get("pod-uid") == p["metadata"]["uid"]]

@@ -238,7 +238,7 @@ def test_up_kubectl_web_dns_status_down_up_again(up_env):
     assert len(pause_pids) >= 2
     assert all(alive(p, marker) for p in pids.values()), pids
     assert cgroup_dirs(st.cgroup_root)
-    from kubelet.rundir import mounts
+    from nodeutil.mounts import mounts
     run_dir = os.path.realpath(os.path.join(data_dir, "kubelet", "run"))
     assert [t for m, t in mounts() if m == run_dir] == ["tmpfs"]      # the kubelet's run directory
 

@@ -13,7 +13,7 @@ import pytest
 
 from kubelet.cni import plugin as our_plugin
 from kubelet.cni.invoke import CNI, format_cni_args, install_plugin, write_default_conflist
-from kubelet.cni.netlink import FakeNetlink
+from nodeutil.netlink import FakeNetlink
 from kubelet.cni.types import (ERR_INVALID_CONFIG, ERR_INVALID_ENV, ERR_IO, ERR_NO_CACHED_RESULT, ERR_NO_CONFIG,
                                ERR_PLUGIN_FAILED, ERR_PLUGIN_NOT_FOUND, ERR_PLUGIN_TIMEOUT, CNIError, CNIResult)
 

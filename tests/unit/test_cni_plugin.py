@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from kubelet.cni import plugin
-from kubelet.cni.netlink import FakeNetlink, bridge_mac
+from nodeutil.netlink import FakeNetlink, bridge_mac
 from kubelet.cni.plugin import host_veth_name
 from kubelet.cni.types import (ERR_DECODE, ERR_INCOMPATIBLE_VERSION, ERR_INVALID_CONFIG, ERR_INVALID_ENV, ERR_IO,
                                ERR_TRY_AGAIN, ERR_UNKNOWN_CONTAINER, CNIError, CNIResult)

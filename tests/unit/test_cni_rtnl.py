@@ -1,4 +1,4 @@
-"""kubelet.cni.rtnl: what goes on the wire (decoded back with pyroute2) and how answers are read.
+"""nodeutil.rtnl: what goes on the wire (decoded back with pyroute2) and how answers are read.
 
 A recording stand-in socket takes the place of the netlink socket; the real
 kernel side is covered by the CNI e2e tests (tests/e2e/test_cni.py checks the
@@ -14,8 +14,8 @@ from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
-from kubelet.cni import rtnl
-from kubelet.cni.rtnl import NetlinkError, RtnlSocket
+from nodeutil import rtnl
+from nodeutil.rtnl import NetlinkError, RtnlSocket
 
 HDR = struct.Struct("=IHHII")
 
@@ -138,7 +138,7 @@ def test_address_and_routes():
 
 def test_configure_pod_closes_its_pod_namespace_socket(monkeypatch, tmp_path):
     """A kept netlink socket would hold a deleted pod's namespace alive; each pod call opens and closes its own."""
-    from kubelet.cni import netlink
+    from nodeutil import netlink
 
     socks: list[FakeSock] = []
 

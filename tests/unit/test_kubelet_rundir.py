@@ -1,10 +1,11 @@
-"""kubelet.rundir: where the run directory's filesystem is found, when a tmpfs is mounted, what moves there."""
+"""kubelet.rundir and nodeutil.mounts: where the run directory's filesystem is found, when a tmpfs is mounted,
+what moves there."""
 from __future__ import annotations
 
 import os
 
 from kubelet import rundir
-from kubelet.runtime import linux
+from nodeutil import mounts
 
 
 def _mountinfo(tmp_path, *lines: tuple[str, str]) -> str:
@@ -20,16 +21,16 @@ def _mountinfo(tmp_path, *lines: tuple[str, str]) -> str:
 
 def test_mounts_unescape_mount_points(tmp_path):
     mi = _mountinfo(tmp_path, ("/", "ext4"), ("/var/lib/pk dir", "tmpfs"))
-    assert rundir.mounts(mi) == [("/", "ext4"), ("/var/lib/pk dir", "tmpfs")]
+    assert mounts.mounts(mi) == [("/", "ext4"), ("/var/lib/pk dir", "tmpfs")]
 
 
 def test_fs_type_is_the_deepest_and_latest_mount_above_the_path(tmp_path):
     root = os.path.realpath(tmp_path)
     mi = _mountinfo(tmp_path, ("/", "ext4"), (f"{root}/a", "tmpfs"), (f"{root}/a/b", "ext4"), (f"{root}/a", "xfs"))
-    assert rundir.fs_type(f"{root}/a/x", mi) == "xfs"             # mounted over the tmpfs later
-    assert rundir.fs_type(f"{root}/a/b/c", mi) == "ext4"
-    assert rundir.fs_type(f"{root}/ab", mi) == "ext4"             # a name prefix is not a parent directory
-    assert rundir.fs_type(f"{root}/a", mi) == "xfs"
+    assert mounts.fs_type(f"{root}/a/x", mi) == "xfs"             # mounted over the tmpfs later
+    assert mounts.fs_type(f"{root}/a/b/c", mi) == "ext4"
+    assert mounts.fs_type(f"{root}/ab", mi) == "ext4"             # a name prefix is not a parent directory
+    assert mounts.fs_type(f"{root}/a", mi) == "xfs"
 
 
 def test_ensure_mounts_a_tmpfs_only_where_there_is_none(tmp_path):
@@ -38,7 +39,7 @@ def test_ensure_mounts_a_tmpfs_only_where_there_is_none(tmp_path):
     mi = _mountinfo(tmp_path, ("/", "ext4"))
     assert rundir.ensure(run, mount=lambda *a: calls.append(a), mountinfo=mi) == "mounted"
     assert os.path.isdir(run)
-    assert calls == [("pocketkube-run", run, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC,
+    assert calls == [("pocketkube-run", run, "tmpfs", mounts.MS_NOSUID | mounts.MS_NODEV | mounts.MS_NOEXEC,
                       "mode=0755,size=64m")]
     # a restarted kubelet finds its tmpfs (or the operator's, e.g. /run) and mounts nothing over it
     mi = _mountinfo(tmp_path, ("/", "ext4"), (os.path.realpath(run), "tmpfs"))
@@ -59,7 +60,7 @@ def test_unmount_detaches_only_a_tmpfs_mounted_exactly_there(tmp_path):
     calls = []
     mi = _mountinfo(tmp_path, ("/", "ext4"), (run, "tmpfs"))
     assert rundir.unmount(run, umount=lambda *a: calls.append(a), mountinfo=mi)
-    assert calls == [(run, linux.MNT_DETACH)]
+    assert calls == [(run, mounts.MNT_DETACH)]
     for rows in ((("/", "ext4"),), (("/", "ext4"), (run, "ext4")), (("/", "tmpfs"),)):
         assert not rundir.unmount(run, umount=lambda *a: calls.append(a), mountinfo=_mountinfo(tmp_path, *rows))
     assert len(calls) == 1

@@ -38,10 +38,11 @@ class FakeRuntime:
         return {"items": [dict(c) for c in self.containers.values()
                           if sandbox_id is None or c["sandbox_id"] == sandbox_id]}
 
-    def run_sandbox(self, pod, hostname, network, labels):
+    def run_sandbox(self, pod, hostname, network, labels, annotations=None):
         sid = f"sb{next(self.ids)}"
         self.sandboxes[sid] = {"id": sid, "pod": pod, "hostname": hostname, "network": network, "state": "ready",
-                               "netns_path": f"/proc/{sid}/ns/net", "created_at": time.time(), "pid": 1}
+                               "netns_path": f"/proc/{sid}/ns/net", "created_at": time.time(), "pid": 1,
+                               "labels": labels, "annotations": annotations or {}}
         return dict(self.sandboxes[sid])          # the whole record, as the real daemon answers
 
     def create_container(self, sandbox_id, name, attempt, **spec):
@@ -114,6 +115,9 @@ class FakeNetwork:
 
     def delete(self, cid, netns, ifname, args):
         self.deleted.append(cid)
+
+    def cached_result(self, cid, ifname="eth0"):
+        return FakeResult(self.added[cid]) if cid in self.added and cid not in self.deleted else None
 
     def load(self):
         class L:
@@ -279,10 +283,10 @@ def test_the_pleg_does_not_resync_a_new_pod_for_its_own_start_but_does_for_an_ex
     kl.pods_.add(make_pod())
     kl.sync("default/web")
     kl.rt.calls.clear()
-    kl.relist()                                  # sees the sandbox and container this sync made: nothing new
+    kl.pleg.relist()                             # sees the sandbox and container this sync made: nothing new
     assert kl.queue.len() == 0
     kl.rt.exit("main", 1)
-    kl.relist()
+    kl.pleg.relist()
     assert kl.queue.len() == 1 and kl.queue.get() == "default/web"
 
 
@@ -303,3 +307,39 @@ def test_a_new_containers_probes_start_with_it_and_readiness_starts_false(kl):
         assert {x["type"]: x["status"] for x in st["conditions"]}["Ready"] == "False"
     finally:
         kl.probes.remove_pod("uid-web")
+
+
+def test_a_restarted_kubelet_reads_the_ip_from_the_cni_cache_and_the_start_from_the_sandbox(kl, tmp_path):
+    kl.pods_.add(make_pod())
+    kl.sync("default/web")
+    first = kl.api.status["web"]
+    (sb,) = kl.rt.sandboxes.values()
+    assert sb["annotations"]["pocketkube.io/start-time"] == first["startTime"]
+    assert not list(tmp_path.rglob("network.json"))          # no kubelet-side copy of the network record
+    # a new kubelet over the same runtime and network, before its first status write reached the cache
+    pods = Store()
+    pods.add(make_pod())
+    again = PodSyncer(client=kl.api, pods_store=pods, services_store=Store(), runtime=kl.rt, network=kl.net,
+                      node_name="n1", node_ip="100.64.0.2", root_dir=str(tmp_path), events=False)
+    kl.api.status.clear()
+    again.sync("default/web")
+    st = kl.api.status["web"]
+    assert st["podIP"] == "10.244.1.2" and st["startTime"] == first["startTime"]
+    assert len(kl.rt.sandboxes) == 1 and len(kl.rt.containers) == 1
+
+
+def test_a_finished_pod_whose_network_is_gone_keeps_its_reported_ip(kl, tmp_path):
+    kl.pods_.add(make_pod(policy="Never"))
+    kl.sync("default/web")
+    kl.rt.exit("main", 0)
+    kl.sync("default/web")
+    assert kl.api.status["web"]["podIP"] == "10.244.1.2"
+    pod = make_pod(policy="Never")
+    pod["status"] = dict(kl.api.status["web"])
+    pods = Store()
+    pods.add(pod)
+    again = PodSyncer(client=kl.api, pods_store=pods, services_store=Store(), runtime=kl.rt, network=kl.net,
+                      node_name="n1", node_ip="100.64.0.2", root_dir=str(tmp_path), events=False)
+    kl.api.status.clear()
+    again.sync("default/web")                       # the DEL removed the attachment: the status keeps the IP
+    assert kl.api.status["web"]["phase"] == "Succeeded" and kl.api.status["web"]["podIP"] == "10.244.1.2"

@@ -1,4 +1,5 @@
-"""Layer rule (docs/design.md style 11): the proxy and the controllers import only api, client and themselves."""
+"""Layer rule (docs/design.md style 11): the proxy and the controllers import only api, client, nodeutil and
+themselves; nodeutil imports only api."""
 from __future__ import annotations
 
 import ast
@@ -7,11 +8,11 @@ import pathlib
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-PROJECT = {"api", "apiserver", "client", "pkctl", "scheduler", "controllers", "kubelet", "proxy", "addons", "deploy"}
+PROJECT = {"api", "apiserver", "client", "nodeutil", "pkctl", "scheduler", "controllers", "kubelet", "proxy", "addons",
+           "deploy"}
 
 
-@pytest.mark.parametrize("package", ["proxy", "controllers"])
-def test_component_imports_only_client_and_api(package):
+def _bad_imports(package: str, allowed: tuple[str, ...]) -> list[str]:
     bad = []
     for path in sorted((ROOT / package).rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
@@ -22,6 +23,15 @@ def test_component_imports_only_client_and_api(package):
                 names = [node.module]
             for name in names:
                 top = name.split(".")[0]
-                if top in PROJECT and top not in ("api", "client", package):
+                if top in PROJECT and top not in (*allowed, package):
                     bad.append(f"{path.relative_to(ROOT)}: {name}")
-    assert bad == []
+    return bad
+
+
+@pytest.mark.parametrize("package", ["proxy", "controllers"])
+def test_component_imports_only_client_and_api(package):
+    assert _bad_imports(package, ("api", "client", "nodeutil")) == []
+
+
+def test_nodeutil_imports_only_api():
+    assert _bad_imports("nodeutil", ("api",)) == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 import threading
 import time
 
-from proxy.iptables import FakeConntrack, FakeRunner, parse_save
+from nodeutil.iptables import FakeConntrack, FakeRunner, parse_save
 from proxy.proxier import Proxier, cleanup_payload, diff_payload, missing_jumps
 from proxy.rules import JUMPS, Config, build_ruleset, sep_chain, svc_chain
 

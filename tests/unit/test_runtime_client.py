@@ -141,3 +141,20 @@ def test_a_connection_closed_mid_call_is_unavailable_and_replaced(sock_path):
     assert "closed the connection during hangup" in str(e.value)
     assert rc.call("version")["echo"] == "version" and d.accepts == 2
     d.close()
+
+
+def test_remove_all_sandboxes_removes_each_one_and_collects_the_errors():
+    rc = RuntimeClient("/nonexistent/runtime.sock")
+    calls = []
+
+    def call(method, **p):
+        calls.append((method, p))
+        if method == "list_sandboxes":
+            return {"items": [{"id": "a"}, {"id": "b"}, {"id": "c"}]}
+        if p["id"] == "b":
+            raise RuntimeCallError("busy")
+        return {}
+
+    rc.call = call
+    assert rc.remove_all_sandboxes() == (2, ["remove sandbox b: busy"])
+    assert [p.get("id") for m, p in calls if m == "remove_sandbox"] == ["a", "b", "c"]

@@ -1,4 +1,4 @@
-"""Lean rtnetlink requests for the sandbox hot path: packed with ``struct``, sent on a plain socket.
+"""Lean rtnetlink requests for hot paths (a pod's CNI ADD): packed with ``struct``, sent on a plain socket.
 
 Why this exists beside pyroute2's ``IPRoute``: measured here (pyroute2 0.9,
 Python 3.11), one ``IPRoute`` request costs about 1 ms of CPU and opening an

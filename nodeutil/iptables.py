@@ -1,7 +1,8 @@
-"""The side-effect seams of the proxy: running iptables-restore/-save and conntrack.
+"""The packet-filter seams of node agents: running iptables-restore/-save and conntrack.
 
-Everything the proxy does to the kernel goes through two narrow interfaces
-(DESIGN.md style 8), each with a real implementation and an in-tree fake:
+Everything the service proxy does to the kernel (and what the coming policy
+and ingress agents will) goes through two narrow interfaces (docs/design.md
+style 8), each with a real implementation and an in-tree fake:
 
 ``Runner``      ``restore(payload)`` = one ``iptables-restore --noflush -w``;
                 ``save()`` = ``iptables-save`` text (for the full resync that
@@ -10,12 +11,12 @@ Everything the proxy does to the kernel goes through two narrow interfaces
                 endpoint goes away its old flows would otherwise keep sending
                 datagrams to a dead address for as long as they stay busy.
 
-The real ones run the tools directly (the proxy runs in the node's network
+The real ones run the tools directly (an agent runs in the node's network
 namespace, as kube-proxy runs in the host's), or inside a named network
 namespace with ``ip netns exec NS`` when given ``netns`` (tests, benchmarks).
 
 ``FakeRunner`` applies restore payloads to an in-memory table model that
-understands what the proxy sends (chain declarations flush, ``-A``/``-I``,
+understands what the agents send (chain declarations flush, ``-A``/``-I``,
 ``-X``, ``--noflush``), and records every payload, so unit tests can assert
 both the resulting state and exactly what was written.
 """

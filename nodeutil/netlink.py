@@ -1,9 +1,12 @@
-"""The kernel seam of pocketkube-bridge: a handful of idempotent link operations, real and fake.
+"""The link-level kernel seam of node agents: a handful of idempotent link operations, real and fake.
 
-The plugin's logic (what to create, in which order, what to undo) lives in
-``plugin``; everything it asks of the kernel goes through the small
-``Netlink`` interface below, so unit tests run that logic without root
-against ``FakeNetlink``, and the real one is tested end to end.
+Bridges, veth pairs, addresses and routes in the node's and in pods'
+namespaces are what the CNI plugin (``kubelet.cni.plugin``) and the coming
+network agents (host-gw routes, a VXLAN device) ask of the kernel. Their
+logic (what to create, in which order, what to undo) stays with them;
+everything they ask of the kernel goes through the small ``Netlink``
+interface below, so unit tests run that logic without root against
+``FakeNetlink``, and the real one is tested end to end.
 
 "Node namespace" means the network namespace of the calling thread (the
 kubelet runs in its node's namespace); pod namespaces are given by path
@@ -27,9 +30,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from kubelet.cni.rtnl import NetlinkError, RtnlSocket
-from kubelet.runtime.linux import socket_in_netns
-
+from nodeutil.rtnl import NetlinkError, RtnlSocket
+from nodeutil.netns import socket_in_netns
 
 
 class NetnsNotFound(Exception):
