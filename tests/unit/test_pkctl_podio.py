@@ -1,7 +1,7 @@
 """``pkctl logs`` and ``pkctl exec`` against a tiny in-test API server.
 
 No kubelet exists yet, so these commands cannot run end to end; this fake
-speaks the wire contract of KUBECTL_COMPAT.md sections 9-10 instead: a
+speaks the wire contract of docs/reference/KUBECTL_COMPAT.md sections 9-10 instead: a
 ``pods/NAME/log`` endpoint (plain and streamed) and a ``pods/NAME/exec``
 WebSocket with subprotocol ``v5.channel.k8s.io`` (channel byte 0 stdin,
 1 stdout, 2 stderr, 3 the final Status, ``[255, 0]`` closing stdin). It
