@@ -187,17 +187,15 @@ def trivial_binder(url: str, workers: int) -> None:
     from api.resources import PODS
     from client.kubeconfig import load_config
     from client.rest import Client
-    from client.lean import LeanWriter
 
-    client = Client(server=url, timeout=30)
-    writer = LeanWriter(load_config(server=url))  # the same cheap bind path as the scheduler's
+    client = Client(load_config(server=url), timeout=30)  # binds take its lean transport, as the scheduler's
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     ex = ThreadPoolExecutor(workers)
 
     def bind(name: str, ns: str) -> None:
         try:
-            writer.bind(name, ns, "node-0000")
+            client.bind(name, ns, "node-0000")
         except Exception as e:  # noqa: BLE001
             print(f"bind {name}: {e}", file=sys.stderr)
 

@@ -41,6 +41,8 @@ from typing import Any
 
 import orjson
 
+from api.meta import status_body
+
 
 class ApiError(Exception):
     """A request to the API server failed; base of every client error."""
@@ -61,7 +63,7 @@ class ApiError(Exception):
         self.reason = reason or self.default_reason
         self.message = message or self.reason or f"HTTP {self.code}"
         self.details = details if details is not None else {}
-        self.status = status if status is not None else _synthetic_status(
+        self.status = status if status is not None else status_body(
             self.code, self.reason, self.message, self.details
         )
         super().__init__(self.message)
@@ -232,21 +234,6 @@ def error_from_response(status_code: int, body: bytes, content_type: str | None 
     cls = error_class(status_code)
     message = text or f"the server responded with HTTP {status_code}"
     return cls(message, code=status_code)
-
-
-def _synthetic_status(code: int, reason: str, message: str, details: dict) -> dict:
-    status: dict[str, Any] = {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": reason,
-        "code": code,
-    }
-    if details:
-        status["details"] = details
-    return status
 
 
 def is_not_found(err: BaseException) -> bool:

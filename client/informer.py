@@ -1,6 +1,6 @@
 """Informers: one list + watch per resource, feeding a local Store and event handlers.
 
-This is client-go's reflector + shared informer in one loop (DESIGN.md style
+This is client-go's reflector + shared informer in one loop (docs/design.md style
 3). A component never polls the API server: it lists once, replaces its
 Store with the result, then watches from the list's resourceVersion so no
 change in between is lost, and every event updates the Store *before* the

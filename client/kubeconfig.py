@@ -3,7 +3,7 @@
 Every pocketkube process (scheduler, kubelet, proxy, pkctl ...) runs on its
 own and finds the API server the way kubectl does, so one file written by
 ``pocketkube up`` serves them all and the stock ``kubectl`` too. Search order
-(first hit wins, as in DESIGN.md's kubeconfig seam):
+(first hit wins, as in docs/design.md's kubeconfig seam):
 
 1. the explicit path (``--kubeconfig``); naming a missing file is an error,
    never a silent fall-through to some other cluster;
@@ -315,7 +315,7 @@ __all__ = [
 def ssl_context(config: "Config") -> ssl.SSLContext | None:
     """The TLS context a kubeconfig asks for, or None for a plain-HTTP server.
 
-    One place for every transport (httpx, the scheduler's lean writer,
+    One place for every transport (httpx, the client's lean transport,
     WebSockets), so CA, client certificates and insecure-skip-verify mean
     the same everywhere.
     """

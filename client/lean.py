@@ -1,24 +1,28 @@
-"""A lean HTTP/1.1 writer for the components' per-pod writes.
+"""The lean HTTP/1.1 transport of the shared client's per-pod writes.
 
-Why not the shared ``client.Client``? Measured on this machine against the
-real API server, one ``pods/binding`` POST costs the *client* process about
-1.5 ms of CPU through httpx (request building, URL parsing, cookie jar, auth
-flow, the pool's bookkeeping) and about 0.5 ms through the standard
-library's ``http.client`` (whose header parsing goes through the email
-package), and about 0.15 ms written directly on a socket. The scheduler makes
-two such writes per pod (the bind and the ``Scheduled`` event), the kubelet
-four (the status patch and the Pulled/Created/Started events), and they share
-two cores with the API server, so that millisecond is a large share of the
-whole per-pod budget.
+Measured on this machine against the real API server, one ``pods/binding``
+POST costs the *client* process about 1.5 ms of CPU through httpx (request
+building, URL parsing, cookie jar, auth flow, the pool's bookkeeping), about
+0.5 ms through the standard library's ``http.client`` (whose header parsing
+goes through the email package), and about 0.15 ms written directly on a
+socket. The scheduler makes two such writes per pod (the bind and the
+``Scheduled`` event), the kubelet four (the status patch and the
+Pulled/Created/Started events), and they share two cores with the API server,
+so that millisecond is a large share of the whole per-pod budget.
 
-So those hot writes go through this small HTTP/1.1 writer on a plain (or
-TLS) socket; everything else (informers, lists, Leases, node status) keeps
-using the shared client. It is deliberately narrow: JSON bodies, bearer-token or client
-certificate auth and TLS settings taken from the same kubeconfig ``Config``,
-one keep-alive connection per thread (bind workers and the event writer each
+So ``client.rest.Client`` sends its hot writes (``pods/binding``,
+``pods/status`` patches, Event creates and count patches: see
+``rest.HOT_WRITES``) through a ``LeanTransport`` it owns, and everything else
+(informers, lists, Leases, node status) through httpx. Callers never choose:
+they call the client's verbs, which build the same request either way (a unit
+test sends both paths to one recording server and compares them).
+
+It is deliberately narrow: JSON bodies, bearer-token or client certificate
+auth and TLS settings taken from the same kubeconfig ``Config``, one
+keep-alive connection per thread (bind workers and the event writer each
 reuse theirs), responses delimited by Content-Length, chunked encoding or the
 end of the connection, and errors translated by ``client.errors`` exactly as
-the shared client does, so callers catch the same ``Conflict``/``NotFound``.
+the httpx path does, so callers catch the same ``Conflict``/``NotFound``.
 
 A request is never re-sent after a failure (a bind is not idempotent); a
 connection idle for longer than the server's keep-alive (uvicorn closes
@@ -27,13 +31,16 @@ after 5 s) is replaced before it is reused rather than after it fails.
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import orjson
 
+from api import resources as R
+from client import bodies
 from client.errors import ConnectionFailed, error_from_response
 from client.kubeconfig import Config, ssl_context
 
@@ -57,9 +64,13 @@ class _Conn:
             pass
 
 
-class LeanWriter:
+class LeanTransport:
+    """Sends one request at a time per thread on its own keep-alive socket; thread-safe."""
+
     def __init__(self, config: Config, timeout: float = 30.0, idle_reconnect: float = 4.0,
-                 user_agent: str = USER_AGENT):
+                 user_agent: str = USER_AGENT, tls: ssl.SSLContext | None = None):
+        """``tls``: the context to wrap sockets in (``rest.Client`` shares its own), else one from ``config``."""
+        self.server = config.server.rstrip("/")
         url = urlsplit(config.server)
         self.scheme = url.scheme
         self.host = url.hostname or "127.0.0.1"
@@ -67,7 +78,7 @@ class LeanWriter:
         self.base = url.path.rstrip("/")
         self.timeout = timeout
         self.idle_reconnect = idle_reconnect
-        self.ssl = ssl_context(config) if url.scheme == "https" else None
+        self.ssl = (tls or ssl_context(config)) if url.scheme == "https" else None
         host_header = self.host if ":" not in self.host else f"[{self.host}]"
         default_port = 443 if url.scheme == "https" else 80
         if self.port != default_port:
@@ -85,7 +96,7 @@ class LeanWriter:
         local = self._local
         conn = getattr(local, "conn", None)
         if conn is not None and time.monotonic() - conn.used > self.idle_reconnect:
-            conn.close()  # the server may be closing it right now; don't race it
+            self._drop(conn)  # the server may be closing it right now; don't race it
             conn = None
         if conn is None:
             sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
@@ -101,6 +112,9 @@ class LeanWriter:
         conn.close()
         if getattr(self._local, "conn", None) is conn:
             self._local.conn = None
+        with self._lock:
+            if conn in self._all:
+                self._all.remove(conn)
 
     # ---------------------------------------------------------------- wire
     @staticmethod
@@ -164,22 +178,31 @@ class LeanWriter:
             out.append(conn.buf[:size])
             conn.buf = conn.buf[size + 2:]
 
-    def request(self, method: str, path: str, body: Any = None, content_type: str = "application/json") -> dict:
-        """Send one request; returns the decoded JSON answer or raises a ``client.errors`` exception."""
+    def request(self, method: str, path: str, body: Any = None, content_type: str = bodies.JSON,
+                params: dict[str, str] | None = None) -> dict:
+        """Send ``body`` (JSON-encoded unless bytes); returns the decoded answer or raises a ``client.errors`` one."""
         data = body if isinstance(body, (bytes, type(None))) else orjson.dumps(body)
-        head = f"{method} {self.base}{path} HTTP/1.1\r\n{self._fixed_headers}\r\n"
-        if data is not None:
-            head += f"Content-Type: {content_type}\r\nContent-Length: {len(data)}\r\n"
+        return self.send(method, path, params, data, content_type if data is not None else None)
+
+    def send(self, method: str, path: str, params: dict[str, str] | None, content: bytes | None,
+             content_type: str | None) -> dict:
+        """Send one already-encoded request (what ``rest.Client`` hands over for its hot writes)."""
+        target = f"{self.base}{path}?{urlencode(params)}" if params else f"{self.base}{path}"
+        head = f"{method} {target} HTTP/1.1\r\n{self._fixed_headers}\r\n"
+        if content is not None:
+            if content_type:
+                head += f"Content-Type: {content_type}\r\n"
+            head += f"Content-Length: {len(content)}\r\n"
         head += "\r\n"
         try:
             conn = self._connection()
-            conn.sock.sendall(head.encode("latin-1") + (data or b""))
+            conn.sock.sendall(head.encode("latin-1") + (content or b""))
             status, headers, payload = self._read_response(conn)
         except (OSError, ValueError) as e:
             conn = getattr(self._local, "conn", None)
             if conn is not None:
                 self._drop(conn)
-            raise ConnectionFailed(f"{method} {self.scheme}://{self.host}:{self.port}{path}: "
+            raise ConnectionFailed(f"{method} {self.server}{path}: "
                                    f"cannot reach the API server: {e or type(e).__name__}") from e
         conn.used = time.monotonic()
         if headers.get("connection", "").lower() == "close":
@@ -188,22 +211,6 @@ class LeanWriter:
             raise error_from_response(status, payload, headers.get("content-type"))
         return orjson.loads(payload) if payload else {}
 
-    def bind(self, name: str, namespace: str, node: str, uid: str | None = None) -> dict:
-        md: dict[str, Any] = {"name": name, "namespace": namespace}
-        if uid:
-            md["uid"] = uid
-        body = {"apiVersion": "v1", "kind": "Binding", "metadata": md,
-                "target": {"apiVersion": "v1", "kind": "Node", "name": node}}
-        return self.request("POST", f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(name)}/binding", body)
-
-    def patch_status(self, path: str, status: dict) -> dict:
-        """A merge patch of ``{"status": status}`` to the ``status`` subresource at ``path`` (an object path)."""
-        return self.request("PATCH", f"{path}/status", {"status": status}, "application/merge-patch+json")
-
-    def create_event(self, event: dict) -> dict:
-        ns = event["metadata"]["namespace"]
-        return self.request("POST", f"/api/v1/namespaces/{quote(ns)}/events", event)
-
     def close(self) -> None:
         with self._lock:
             conns, self._all = self._all, []
@@ -211,4 +218,20 @@ class LeanWriter:
             c.close()
 
 
-__all__ = ["LeanWriter"]
+class LeanWriter(LeanTransport):
+    """DEPRECATED: remove once ``kubelet/`` moves to ``client.rest.Client`` and ``client.events.EventRecorder``.
+
+    The kubelet's seam from before the write path was one: a prebuilt Event
+    and a status patch by object path. The shared ``Client`` now sends both
+    over its own ``LeanTransport`` (``create_event``/``patch_status``).
+    """
+
+    def patch_status(self, path: str, status: dict) -> dict:
+        return self.request("PATCH", f"{path}/status", bodies.status_patch(status), bodies.MERGE_PATCH)
+
+    def create_event(self, event: dict) -> dict:
+        return self.request("POST", R.EVENTS.collection_path(event["metadata"]["namespace"]), event)
+
+
+__all__ = ["LeanTransport", "LeanWriter"]
+

@@ -1,6 +1,6 @@
 """The work queue between informer events and a controller's ``sync(key)``.
 
-Every reconcile loop in pocketkube has the same shape (DESIGN.md, style 1-2):
+Every reconcile loop in pocketkube has the same shape (docs/design.md, style 1-2):
 watch handlers only ``add(key)``; worker threads ``get()`` a key, call
 ``sync(key)``, then ``done(key)``. The queue carries the guarantees that keep
 ``sync`` simple, exactly as client-go's workqueue does:

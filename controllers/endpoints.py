@@ -16,7 +16,7 @@ pods (a ``deletionTimestamp`` means "leave at once", before the kubelet has
 stopped them), and finished pods (``Succeeded``/``Failed``). Services
 without a selector are the user's: their Endpoints are never touched.
 
-The loop is level-triggered (DESIGN.md style 1-3): informer events on
+The loop is level-triggered (docs/design.md style 1-3): informer events on
 services, pods and endpoints only enqueue a service key
 (``namespace/name``); ``sync(key)`` reads the caches, computes the whole
 desired Endpoints and writes only when it differs from what the cache

@@ -6,7 +6,7 @@ Wave 1 runs one controller, the endpoints controller
 endpoints), waits for them to sync, enqueues leftover Endpoints, and runs the
 workers until SIGTERM/SIGINT.
 
-``--cluster-cidr`` is accepted now (DESIGN.md's launcher flags) for the
+``--cluster-cidr`` is accepted now (docs/design.md's launcher flags) for the
 node IPAM controller of a later wave; the endpoints controller needs no
 address range.
 """

@@ -1,8 +1,8 @@
 """``pkctl logs`` and ``pkctl exec``: the two commands that stream bytes from a container.
 
-Both go to the API server, which relays to the pod's kubelet (DESIGN.md's
+Both go to the API server, which relays to the pod's kubelet (docs/design.md's
 seam), never to a node directly, and both follow the wire contract of
-KUBECTL_COMPAT.md sections 9-10:
+docs/reference/KUBECTL_COMPAT.md sections 9-10:
 
 * logs: ``GET pods/NAME/log`` with ``container``, ``follow``, ``previous``,
   ``tailLines``, ``timestamps``, ``sinceSeconds``, ``limitBytes``; the body is

@@ -13,9 +13,9 @@ Lease. Where to read what:
 * ``types.py``       - PodInfo/NodeInfo: requests and node usage, parsed once, exact integers;
 * ``cache.py``       - node usage including pods assumed but not yet seen bound;
 * ``queue.py``       - active / back-off / unschedulable queues, event-driven retries;
-* ``binder.py``      - the write seam (bind, PodScheduled=False) and its fake;
-* ``events.py``      - asynchronous, deferred, aggregated Event writer (binds and events go
-                       through ``client.lean``, the lean keep-alive writer);
+* ``binder.py``      - the write seam (bind, PodScheduled=False) and its fake; binds, the
+                       condition and the Events (``client.events.EventRecorder``, deferred
+                       while ``Scheduler.busy``) go through the shared client's lean transport;
 * ``main.py``        - flags and wiring, leader election (``client.leaderelection``);
 * ``testing.py``     - pod/node builders for tests and the benchmark.
 

@@ -1,4 +1,4 @@
-"""The scheduler's writes to pods, behind one narrow seam (DESIGN.md, style 8).
+"""The scheduler's writes to pods, behind one narrow seam (docs/design.md, style 8).
 
 The scheduler changes a pod in exactly two ways, both through subresources
 so it never races with whoever owns the rest of the object:
@@ -16,21 +16,23 @@ so it never races with whoever owns the rest of the object:
   (reason ``Unschedulable``) into the list by its ``type`` key, leaving the
   other conditions alone.
 
-``ClientBinder`` does this with the shared ``client.Client``, or binds
-through a ``client.lean.LeanWriter`` (one keep-alive connection per bind
-worker, a third of httpx's CPU per request; see that module).
+``ClientBinder`` does this with any ``client.rest.Writer`` (the shared
+``Client``, which sends both over its lean transport: one keep-alive
+connection per bind worker, a tenth of httpx's CPU per request; see
+``client.lean``).
 ``FakeBinder`` records calls in memory, can be told to fail, and can call
 back (e.g. into the scheduler's informer handlers, to play the watch) so the
 whole loop runs in unit tests without a server.
 """
 from __future__ import annotations
 
-import datetime as _dt
 import threading
-from typing import Any, Callable, Protocol
+from typing import Callable, Protocol
 
 from api import resources as R
+from api.meta import now
 from client.errors import Conflict, NotFound
+from client.rest import Writer
 
 POD_SCHEDULED = "PodScheduled"
 REASON_UNSCHEDULABLE = "Unschedulable"
@@ -46,10 +48,6 @@ class Binder(Protocol):
     def set_unschedulable(self, pod: dict, message: str) -> None: ...
 
 
-def now_rfc3339() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def unschedulable_condition(message: str, pod: dict | None = None) -> dict:
     """PodScheduled=False; ``lastTransitionTime`` only moves when the status changes, as upstream."""
     since = None
@@ -58,7 +56,7 @@ def unschedulable_condition(message: str, pod: dict | None = None) -> dict:
             since = c.get("lastTransitionTime")
     # No "lastProbeTime": null here: in a merge patch null means "delete the field".
     return {"type": POD_SCHEDULED, "status": "False", "reason": REASON_UNSCHEDULABLE,
-            "message": message, "lastTransitionTime": since or now_rfc3339()}
+            "message": message, "lastTransitionTime": since or now()}
 
 
 def has_unschedulable_condition(pod: dict, message: str) -> bool:
@@ -71,25 +69,23 @@ def has_unschedulable_condition(pod: dict, message: str) -> bool:
 
 
 class ClientBinder:
-    """Binds through ``writer`` (a ``client.lean.LeanWriter``, the cheap hot path) when given, else the client."""
+    """Binds and reports through ``client`` (a ``client.rest.Writer``)."""
 
-    def __init__(self, client: Any, writer: Any | None = None):
+    def __init__(self, client: Writer):
         self.client = client
-        self.writer = writer if writer is not None else client
 
     def bind(self, pod: dict, node_name: str) -> None:
         md = pod["metadata"]
         try:
-            self.writer.bind(md["name"], md.get("namespace") or "default", node_name, uid=md.get("uid"))
+            self.client.bind(md["name"], md.get("namespace") or "default", node_name, uid=md.get("uid"))
         except (Conflict, NotFound) as e:
             raise BindConflict(e.message) from e
 
     def set_unschedulable(self, pod: dict, message: str) -> None:
         md = pod["metadata"]
-        body = {"status": {"conditions": [unschedulable_condition(message, pod)]}}
         try:
-            self.client.patch(R.PODS, md["name"], body, md.get("namespace") or "default",
-                              patch_type="strategic", subresource="status")
+            self.client.patch_status(R.PODS, md["name"], {"conditions": [unschedulable_condition(message, pod)]},
+                                     md.get("namespace") or "default", patch_type="strategic")
         except NotFound:
             pass  # deleted meanwhile: nothing to report on
 

@@ -1,6 +1,6 @@
 """The scheduling framework: tiny plugin protocols and the algorithm that runs them.
 
-kube-scheduler's framework in miniature (DESIGN.md, style 6). A placement
+kube-scheduler's framework in miniature (docs/design.md, style 6). A placement
 decision is two questions asked of every node:
 
 * **Filter** - can this pod run here at all? Each ``FilterPlugin.filter(pod,

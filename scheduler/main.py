@@ -25,9 +25,8 @@ from client.component import add_connection_flags, config_or_exit, setup_logging
 from client.leaderelection import (LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD, ApiLeaseLock,
                                    LeaderElectionConfig, LeaderElector, default_identity, run_forever)
 from client.rest import Client
+from client.events import ClientEventSink, EventRecorder
 from scheduler.binder import ClientBinder
-from scheduler.events import ClientEventSink, EventRecorder
-from client.lean import LeanWriter
 from scheduler.plugins import DEFAULT_WEIGHTS, parse_weights
 from scheduler.scheduler import DEFAULT_SCHEDULER_NAME, Scheduler
 
@@ -87,8 +86,8 @@ def main(argv: list[str] | None = None) -> None:
     config = config_or_exit("scheduler", args)
 
     identity = args.identity or default_identity()
-    client = Client(config, timeout=30.0)
-    writer = LeanWriter(config, timeout=30.0, user_agent="pocketkube-scheduler/0.1")  # binds and events: the per-pod hot path
+    # Its binds, pods/status patches and Events (the per-pod writes) take the client's lean transport.
+    client = Client(config, timeout=30.0, user_agent="pocketkube-scheduler/0.1")
     stop = stop_on_signals(log)
 
     informers = SharedInformers(client)
@@ -115,10 +114,10 @@ def main(argv: list[str] | None = None) -> None:
         elector = LeaderElector(le_config)
 
     sched: Scheduler | None = None
-    recorder = EventRecorder(ClientEventSink(client, writer), component=args.scheduler_name, instance=identity,
+    recorder = EventRecorder(ClientEventSink(client), component=args.scheduler_name, instance=identity,
                              busy=lambda: sched is not None and sched.busy())
     sched = Scheduler(
-        ClientBinder(client, writer), recorder=recorder, scheduler_name=args.scheduler_name, weights=weights,
+        ClientBinder(client), recorder=recorder, scheduler_name=args.scheduler_name, weights=weights,
         services=lambda ns: services.store.by_index("namespace", ns),
         bind_workers=args.bind_workers, percentage_of_nodes_to_score=args.percentage_of_nodes_to_score,
         can_bind=elector.is_leader if elector else None,
@@ -142,7 +141,6 @@ def main(argv: list[str] | None = None) -> None:
         sched.queue.close()
         recorder.stop(flush_timeout=2.0)
         informers.stop_all()
-        writer.close()
         client.close()
         if lease_client is not None:
             lease_client.close()

@@ -49,7 +49,7 @@ from typing import Any, Callable
 
 from scheduler.binder import Binder, BindConflict, has_unschedulable_condition
 from scheduler.cache import SchedulerCache, is_terminal
-from scheduler.events import EventRecorder
+from client.events import EventRecorder
 from scheduler.framework import FitError, Framework, PluginError
 from scheduler.plugins import default_plugins
 from scheduler.queue import ASSIGNED_POD_DELETE, NODE_ADD, NODE_UPDATE, QueuedPod, SchedulingQueue

@@ -1,4 +1,4 @@
-"""The scheduler's lean HTTP writer against a scripted local HTTP/1.1 server."""
+"""The lean HTTP/1.1 transport of the shared client's hot writes against a scripted local HTTP/1.1 server."""
 from __future__ import annotations
 
 import socket
@@ -7,9 +7,11 @@ import threading
 import orjson
 import pytest
 
+from api import resources as R
 from client.errors import ConnectionFailed, Conflict, NotFound
 from client.kubeconfig import Config
-from client.lean import LeanWriter
+from client.lean import LeanTransport, LeanWriter
+from client.rest import Client
 
 
 class Scripted:
@@ -59,8 +61,16 @@ class Scripted:
                     if n in self.close_after:
                         break
 
-    def writer(self, **kw) -> LeanWriter:
-        return LeanWriter(Config(server=f"http://127.0.0.1:{self.port}", token="tok"), timeout=5, **kw)
+    @property
+    def config(self) -> Config:
+        return Config(server=f"http://127.0.0.1:{self.port}", token="tok")
+
+    def transport(self, **kw) -> LeanTransport:
+        return LeanTransport(self.config, timeout=5, **kw)
+
+    def client(self, **kw) -> Client:
+        """The shared client: its binds and status patches take the lean transport."""
+        return Client(self.config, timeout=5, **kw)
 
 
 def ok(body: dict, status: str = "201 Created") -> bytes:
@@ -70,7 +80,7 @@ def ok(body: dict, status: str = "201 Created") -> bytes:
 
 def test_bind_request_shape_and_keep_alive():
     srv = Scripted([ok({"kind": "Status", "status": "Success"}), ok({"kind": "Status"})])
-    w = srv.writer()
+    w = srv.client()
     assert w.bind("web-0", "shop", "n1", uid="u-1")["status"] == "Success"
     w.bind("web-1", "shop", "n2")
     head, _, body = srv.requests[0].partition(b"\r\n\r\n")
@@ -89,7 +99,7 @@ def test_chunked_and_close_delimited_bodies():
                b"5\r\n{\"a\":\r\n3;ext=1\r\n 1}\r\n0\r\nx-trailer: y\r\n\r\n")
     until_close = b"HTTP/1.0 200 OK\r\ncontent-type: application/json\r\n\r\n{\"b\": 2}"
     srv = Scripted([chunked, until_close, ok({"c": 3})], close_after={2})
-    w = srv.writer()
+    w = srv.transport()
     assert w.request("POST", "/x", {"k": 1}) == {"a": 1}
     assert w.request("POST", "/y", {"k": 2}) == {"b": 2}
     assert w.request("POST", "/z", {"k": 3}) == {"c": 3}  # on a new connection
@@ -104,7 +114,7 @@ def test_errors_are_translated_like_the_shared_client():
         + conflict,
         b"HTTP/1.1 404 Not Found\r\ncontent-length: 9\r\n\r\nnot found",
     ])
-    w = srv.writer()
+    w = srv.client()
     with pytest.raises(Conflict, match="already assigned"):
         w.bind("web-0", "default", "n2")
     with pytest.raises(NotFound):
@@ -116,14 +126,14 @@ def test_unreachable_server_is_connection_failed():
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()
-    w = LeanWriter(Config(server=f"http://127.0.0.1:{port}"), timeout=2)
+    w = Client(Config(server=f"http://127.0.0.1:{port}"), timeout=2)
     with pytest.raises(ConnectionFailed):
         w.bind("p", "default", "n1")
 
 
 def test_idle_connection_is_replaced_before_reuse():
     srv = Scripted([ok({}), ok({})])
-    w = srv.writer(idle_reconnect=0.0)
+    w = srv.transport(idle_reconnect=0.0)
     w.request("POST", "/a", {})
     w.request("POST", "/b", {})
     assert srv.connections == 2
@@ -131,10 +141,21 @@ def test_idle_connection_is_replaced_before_reuse():
 
 def test_patch_status_is_a_merge_patch_of_the_status_subresource():
     srv = Scripted([ok({"kind": "Pod"}, "200 OK")])
-    w = srv.writer(user_agent="pocketkube-kubelet/0.1")
-    w.patch_status("/api/v1/namespaces/default/pods/web", {"phase": "Running"})
+    w = srv.client(user_agent="pocketkube-kubelet/0.1")
+    w.patch_status(R.PODS, "web", {"phase": "Running"}, "default")
     head, _, body = srv.requests[0].partition(b"\r\n\r\n")
     lines = head.decode().split("\r\n")
     assert lines[0] == "PATCH /api/v1/namespaces/default/pods/web/status HTTP/1.1"
     assert "Content-Type: application/merge-patch+json" in lines and "User-Agent: pocketkube-kubelet/0.1" in lines
     assert orjson.loads(body) == {"status": {"phase": "Running"}}
+
+
+def test_the_kubelets_deprecated_lean_writer_sends_the_same_writes():
+    srv = Scripted([ok({"kind": "Pod"}, "200 OK"), ok({"kind": "Event"})])
+    w = LeanWriter(srv.config, timeout=5)
+    w.patch_status("/api/v1/namespaces/default/pods/web", {"phase": "Running"})
+    w.create_event({"metadata": {"name": "web.1", "namespace": "default"}, "reason": "Started"})
+    first, second = (r.split(b"\r\n", 1)[0] for r in srv.requests)
+    assert first == b"PATCH /api/v1/namespaces/default/pods/web/status HTTP/1.1"
+    assert second == b"POST /api/v1/namespaces/default/events HTTP/1.1"
+    w.close()

@@ -570,7 +570,7 @@ def test_async_list_all_and_watch():
 
 
 def test_node_event_reference_uses_the_node_name_as_uid():
-    from client.rest import object_reference
+    from client.bodies import object_reference
 
     ref = object_reference({"kind": "Node", "apiVersion": "v1", "metadata": {"name": "node-1", "uid": "abc"}})
     assert ref["uid"] == "node-1"

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from client.errors import ServiceUnavailable
 from scheduler.binder import BindConflict, FakeBinder
-from scheduler.events import EventRecorder, FakeEventSink
+from client.events import EventRecorder, FakeEventSink
 from scheduler.queue import BACKOFF, UNSCHEDULABLE, SchedulingQueue
 from scheduler.scheduler import Scheduler, node_scheduling_changed
 from scheduler.testing import make_node, make_pod

@@ -1,11 +1,11 @@
-"""The event recorder: asynchronous, deferred while the scheduler is busy, aggregated, bounded."""
+"""client.events.EventRecorder: asynchronous, deferred while busy, aggregated, spam-filtered, bounded."""
 from __future__ import annotations
 
 import threading
 import time
 
 from client.errors import NotFound
-from scheduler.events import EventRecorder, FakeEventSink
+from client.events import ClientEventSink, EventRecorder, FakeEventSink
 from scheduler.testing import make_pod
 
 
@@ -152,3 +152,109 @@ def test_sink_errors_are_swallowed():
     rec = EventRecorder(Sink(), "s")
     rec.record(make_pod("a"), "Normal", "Scheduled", "x")
     assert rec.flush(1)
+
+
+# ------------------------------------------------------ client-go's correlator
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_defaults_are_client_gos():
+    rec = EventRecorder(FakeEventSink(), "s")
+    assert (rec.spam.burst, rec.spam.qps) == (25, 1.0 / 300.0)          # defaultSpamBurst, defaultSpamQPS
+    assert rec.spam.size == rec._cache_size == 4096                       # maxLruCacheEntries
+    assert rec.window == 600.0                                            # defaultAggregateIntervalInSeconds
+
+
+def test_spam_filter_bursts_25_then_refills_one_per_five_minutes():
+    sink, clock = FakeEventSink(), Clock()
+    rec = EventRecorder(sink, "kubelet", host="n1", clock=clock, aggregate_interval=0)
+    pod = make_pod("crashy")
+    for i in range(30):
+        rec.record(pod, "Warning", "BackOff", f"restart {i}")  # distinct messages: 30 Events wanted
+    rec.flush()
+    assert len(sink.events) == 25 and rec.filtered == 5
+    clock.t += 299
+    rec.record(pod, "Warning", "BackOff", "again")
+    rec.flush()
+    assert len(sink.events) == 25
+    clock.t += 1  # 300 s since the bucket ran dry: one token
+    rec.record(pod, "Warning", "BackOff", "again")
+    rec.record(pod, "Warning", "BackOff", "and again")
+    rec.flush()
+    assert len(sink.events) == 26 and rec.filtered == 7
+    rec.record(make_pod("other"), "Warning", "BackOff", "m")  # per object: another pod has its own bucket
+    rec.flush()
+    assert len(sink.events) == 27
+
+
+def test_repeats_within_the_window_patch_the_count_after_it_a_new_event():
+    sink, clock = FakeEventSink(), Clock()
+    rec = EventRecorder(sink, "kubelet", host="n1", clock=clock, aggregate_interval=0)
+    pod = make_pod("web")
+    rec.record(pod, "Normal", "Pulled", "image already present")   # any type aggregates, not only warnings
+    clock.t += 599
+    rec.record(pod, "Normal", "Pulled", "image already present")
+    rec.flush()
+    assert [e["count"] for e in sink.events] == [2] and sink.patches[0][1] == sink.events[0]["metadata"]["name"]
+    clock.t += 601
+    rec.record(pod, "Normal", "Pulled", "image already present")
+    rec.flush()
+    assert [e["count"] for e in sink.events] == [2, 1]
+    assert sink.events[1]["source"] == {"component": "kubelet", "host": "n1"}
+    assert sink.events[1]["reportingInstance"] == "n1"
+
+
+def test_aggregation_key_includes_the_object_and_type():
+    sink = FakeEventSink()
+    rec = EventRecorder(sink, "s", aggregate_interval=0)
+    a, b = make_pod("a"), make_pod("b")
+    for obj, type_ in ((a, "Warning"), (b, "Warning"), (a, "Normal"), (a, "Warning")):
+        rec.record(obj, type_, "R", "m")
+    rec.flush()
+    assert [e["count"] for e in sink.events] == [2, 1, 1]
+
+
+def test_the_cache_is_an_lru():
+    sink = FakeEventSink()
+    rec = EventRecorder(sink, "s", aggregate_interval=0, cache_size=2)
+    pods = {name: make_pod(name) for name in "abc"}
+    for name in "abacb":  # "b" was evicted by "c" (the LRU keeps a and c)
+        rec.record(pods[name], "Warning", "R", "m")
+    rec.flush()
+    assert [(e["involvedObject"]["name"], e["count"]) for e in sink.events] == [("a", 2), ("b", 1), ("c", 1), ("b", 1)]
+
+
+def test_event_names_are_object_dot_hex_nanos():
+    sink = FakeEventSink()
+    rec = EventRecorder(sink, "s")
+    before = time.time_ns()
+    rec.record(make_pod("web"), "Normal", "Scheduled", "x")
+    rec.flush()
+    name = sink.events[0]["metadata"]["name"]
+    assert name.startswith("web.") and before <= int(name[4:], 16) <= time.time_ns()
+
+
+def test_client_sink_writes_through_the_shared_clients_verbs():
+    calls = []
+
+    class Writer:
+        def create(self, rt, obj, namespace=None):
+            calls.append(("create", rt.plural, namespace, obj["reason"]))
+            return obj
+
+        def patch(self, rt, name, patch, namespace=None, **kw):
+            calls.append(("patch", rt.plural, namespace, name, patch["count"]))
+            return {}
+
+    rec = EventRecorder(ClientEventSink(Writer()), "s", aggregate_interval=0)
+    pod = make_pod("web", namespace="shop")
+    for _ in range(2):
+        rec.record(pod, "Warning", "FailedScheduling", "m")
+    rec.flush()
+    assert calls[0] == ("create", "events", "shop", "FailedScheduling")
+    assert calls[1][:3] == ("patch", "events", "shop") and calls[1][4] == 2
