@@ -54,6 +54,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 from api import resources as R
+from api.meta import parse_time
 from client.errors import AlreadyExists, ApiError, Conflict, NotFound
 
 log = logging.getLogger(__name__)
@@ -74,13 +75,9 @@ def format_micro_time(t: float) -> str:
 
 
 def parse_micro_time(s: str | None) -> float | None:
-    if not s:
-        return None
-    try:
-        text = s.replace("Z", "+00:00")
-        return _dt.datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        return None
+    """A metav1.MicroTime (or Time) as a Unix time; None when absent or malformed."""
+    t = parse_time(s)
+    return None if t is None else t.timestamp()
 
 
 # ----------------------------------------------------------------- the seam

@@ -19,6 +19,7 @@ import binascii
 import re
 from datetime import datetime, timezone
 
+from api.meta import parse_time as _parse_time
 from api.quantity import DECIMAL_SI, format_quantity, int_value, milli_value, parse_quantity, quantity_format
 from api.tables import human_duration
 from client.errors import ApiError, NotFound
@@ -43,16 +44,6 @@ class Writer:
 
 
 # ------------------------------------------------------------------ formatting helpers
-def _parse_time(ts) -> datetime | None:
-    if not ts:
-        return None
-    try:
-        t = datetime.fromisoformat(str(ts).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
-
-
 def rfc1123z(ts) -> str:
     t = _parse_time(ts)
     return t.strftime("%a, %d %b %Y %H:%M:%S %z") if t else "<unset>"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from api.meta import parse_time
 from api.tables import human_duration
 from client.errors import NotFound, error_from_status
 
@@ -37,13 +38,9 @@ def _plain_to_table(objs: list[dict]) -> dict:
     for o in objs:
         md = o.get("metadata") or {}
         age = "<unknown>"
-        ts = md.get("creationTimestamp")
-        if ts:
-            try:
-                t = datetime.fromisoformat(ts.replace("Z", "+00:00"))
-                age = human_duration((now - t).total_seconds())
-            except ValueError:
-                pass
+        t = parse_time(md.get("creationTimestamp"))
+        if t is not None:
+            age = human_duration((now - t).total_seconds())
         rows.append({"cells": [md.get("name", ""), age], "object": {"metadata": md}})
     return {"kind": "Table", "columnDefinitions": [{"name": "Name", "format": "name", "priority": 0},
                                                    {"name": "Age", "priority": 0}], "rows": rows}
