@@ -4,7 +4,7 @@ The file has one line per token: ``token,user,uid[,"group1,group2"]``, the
 format `--token-auth-file` takes in Kubernetes, so existing files and habits
 carry over. With a token file every request except the public health and
 version endpoints needs a valid token; without one the server is open (it
-binds loopback and the node link only, see DESIGN.md).
+binds loopback and the node link only, see docs/design.md).
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Errors as Kubernetes clients expect them: a metav1 Status body and the right code.
 
 Every failure inside the server is raised as a StatusError (or mapped to one
-at the boundary by app.py), so no request ever ends in a traceback or a bare
+at the boundary by app.py, the one place that turns errors into answers), so no request ever ends in a traceback or a bare
 500: kubectl prints `message`, rebuilds 422 text from `details.causes`, and
 the official client turns `reason` into its exception types.
 """
@@ -10,21 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from starlette.responses import Response
 
-
-def status_body(code: int, reason: str, message: str, details: dict | None = None) -> dict:
-    body: dict[str, Any] = {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": reason,
-        "code": code,
-    }
-    if details:
-        body["details"] = details
-    return body
+from api.meta import status_body
 
 
 class StatusError(Exception):
@@ -42,6 +30,10 @@ class StatusError(Exception):
 
     def json(self) -> bytes:
         return orjson.dumps(self.body())
+
+    def response(self) -> Response:
+        """The http answer (also a WebSocket's denial response): the Status, its code, its headers."""
+        return Response(self.json(), status_code=self.code, media_type="application/json", headers=self.headers)
 
 
 def _details(kind: str | None, name: str | None, group: str = "") -> dict:

@@ -1,6 +1,6 @@
 """`pocketkube apiserver`: parse flags, build the app, run it on uvicorn.
 
-Flags follow kube-apiserver's names where they exist (DESIGN.md lists the
+Flags follow kube-apiserver's names where they exist (docs/design.md lists the
 ones every launcher relies on). Only wiring lives here.
 
 uvicorn runs with ``RawUpgradeProtocol`` (apiserver/rawupgrade.py) as its
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import uvicorn
 
-    from .app import FastPath, ServerConfig, create_app
+    from .app import ServerConfig, create_app
     from .auth import TokenFileError
     from .rawupgrade import RawUpgradeProtocol
 
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
         sock.set_inheritable(True)
         sockets.append(sock)
     config = uvicorn.Config(
-        FastPath(app), log_level="warning", loop="uvloop", http=RawUpgradeProtocol, access_log=False,
+        app, log_level="warning", loop="uvloop", http=RawUpgradeProtocol, access_log=False,
         ssl_certfile=args.tls_cert_file, ssl_keyfile=args.tls_private_key_file,
         timeout_graceful_shutdown=3,
     )

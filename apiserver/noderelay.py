@@ -7,7 +7,7 @@ authenticates the client, finds the pod's node, and proxies the request to
 that node's kubelet, which owns the containers' output, can start processes
 in them and reach their ports. Clients need only the API server's address and
 credentials, kubelets accept only the API server, and every component keeps
-talking to the API server alone (DESIGN.md, Processes).
+talking to the API server alone (docs/design.md, Processes).
 
 Address resolution, as kube-apiserver's node connection getter does it: the
 pod's `spec.nodeName` names a Node; its `status.addresses` give the host (the
@@ -321,7 +321,7 @@ class NodeRelay:
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
-            # trust_env=False: never through a proxy from the environment (DESIGN.md: only inside
+            # trust_env=False: never through a proxy from the environment (docs/design.md: only inside
             # addresses). No pool cap: every `logs -f` holds a connection for as long as it follows.
             self._client = httpx.AsyncClient(
                 trust_env=False, limits=httpx.Limits(max_connections=None, max_keepalive_connections=20),
@@ -579,7 +579,7 @@ class NodeRelay:
 async def deny(ws: WebSocket, err: errors.StatusError) -> None:
     """Refuse a WebSocket before the upgrade with the Status as an HTTP answer (uvicorn's denial response)."""
     try:
-        await ws.send_denial_response(Response(err.json(), status_code=err.code, media_type="application/json"))
+        await ws.send_denial_response(err.response())
     except RuntimeError:  # no denial-response support: accept, then close with the reason
         try:
             await ws.accept()

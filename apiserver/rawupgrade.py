@@ -14,7 +14,7 @@ How: ``RawUpgradeProtocol`` is uvicorn's httptools protocol with three small
 changes, and the server runs with it (``uvicorn.Config(http=...)``, see
 main.py). A request that is one of the two upgrades above is run through the
 ASGI app as an ordinary ``http`` request, so routing, the bearer-token check
-(FastPath / AuthMiddleware) and every Kubernetes-style error answer are the
+(apiserver/app.py's App) and every Kubernetes-style error answer are the
 same code as for any other request; the only difference is a
 ``scope["extensions"]["pocketkube.raw_upgrade"]`` entry, a ``Takeover``. A
 handler that decides to accept calls ``await takeover.accept(head)``: the 101
