@@ -48,7 +48,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from api import resources as R  # noqa: E402
 from bench.common import log, pct  # noqa: E402
-from client.lean import LeanWriter  # noqa: E402
+from client.lean import LeanTransport  # noqa: E402
 from client.rest import Client  # noqa: E402
 from tests.e2e.kubelet_cluster import KubeletCluster  # noqa: E402
 from tests.e2e.netns import Node  # noqa: E402
@@ -172,7 +172,7 @@ def startup(cluster: KubeletCluster, n: int, prefix: str, procs: dict[str, int] 
     # not the bottleneck): the creates go through the lean HTTP writer the components use for their hot
     # writes (~0.15 ms of client CPU per request against ~1.5 ms through httpx), one keep-alive connection
     # per creating thread, opened before the burst; then all are released together.
-    writer = LeanWriter(client.config)
+    writer = LeanTransport(client.config)
     go = threading.Barrier(n if cpu is None else n + 1)   # with ``cpu``, the measuring thread releases it
 
     def make(i: int) -> None:

@@ -39,7 +39,6 @@ from urllib.parse import urlencode, urlsplit
 
 import orjson
 
-from api import resources as R
 from client import bodies
 from client.errors import ConnectionFailed, error_from_response
 from client.kubeconfig import Config, ssl_context
@@ -218,20 +217,5 @@ class LeanTransport:
             c.close()
 
 
-class LeanWriter(LeanTransport):
-    """DEPRECATED: remove once ``kubelet/`` moves to ``client.rest.Client`` and ``client.events.EventRecorder``.
-
-    The kubelet's seam from before the write path was one: a prebuilt Event
-    and a status patch by object path. The shared ``Client`` now sends both
-    over its own ``LeanTransport`` (``create_event``/``patch_status``).
-    """
-
-    def patch_status(self, path: str, status: dict) -> dict:
-        return self.request("PATCH", f"{path}/status", bodies.status_patch(status), bodies.MERGE_PATCH)
-
-    def create_event(self, event: dict) -> dict:
-        return self.request("POST", R.EVENTS.collection_path(event["metadata"]["namespace"]), event)
-
-
-__all__ = ["LeanTransport", "LeanWriter"]
+__all__ = ["LeanTransport"]
 

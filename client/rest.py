@@ -360,10 +360,6 @@ class _Verbs:
         return self.create(R.EVENTS, event)
 
 
-# DEPRECATED alias: kubelet/pods.py imports it; remove once the kubelet records through client.events.
-event_body = bodies.event_about
-
-
 def _fill_type_meta(items: list[dict], rt: ResourceType) -> list[dict]:
     """List items come without kind/apiVersion on the wire; put them back."""
     for item in items:

@@ -24,7 +24,6 @@ from api import resources as R
 from client.component import add_connection_flags, config_or_exit, setup_logging, stop_on_signals
 from client.errors import ApiError
 from client.informer import SharedInformers
-from client.lean import LeanWriter
 from client.rest import Client
 from kubelet import rundir
 
@@ -125,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
 
     stop = stop_on_signals(log, ' (pods keep running)')
 
-    client = Client(config, timeout=30.0)
+    client = Client(config, timeout=30.0, user_agent="pocketkube-kubelet/0.1")
     agent = NodeAgent(client, node_name=node_name, node_ip=node_ip, pod_cidr=args.pod_cidr, port=args.port,
                       capacity={"pods": str(args.max_pods)})
     node = None
@@ -178,8 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     services = informers.informer_for(R.SERVICES)
     syncer = PodSyncer(client=client, pods_store=pods.store, services_store=services.store, runtime=runtime,
                        network=network, node_name=node_name, node_ip=node_ip, root_dir=root, run_dir=run,
-                       cluster_dns=args.cluster_dns, cluster_domain=args.cluster_domain, workers=args.workers,
-                       writer=LeanWriter(config, timeout=30.0, user_agent="pocketkube-kubelet/0.1"))
+                       cluster_dns=args.cluster_dns, cluster_domain=args.cluster_domain, workers=args.workers)
     syncer.register(pods)
     informers.start_all()
     while not stop.is_set() and not informers.wait_for_sync(1.0):

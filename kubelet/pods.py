@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import shutil
 import threading
 import time
@@ -44,7 +43,7 @@ import time
 from api import resources as R
 from api.meta import now
 from client.errors import ApiError, NotFound
-from client.rest import event_body
+from client.events import ClientEventSink, EventRecorder
 from client.workqueue import WorkQueue
 from kubelet import podspec
 from kubelet import sandbox as sbx
@@ -67,11 +66,9 @@ def pod_key(pod: dict) -> str:
 class PodSyncer:
     def __init__(self, *, client, pods_store, services_store, runtime, network, node_name: str, node_ip: str,
                  root_dir: str, run_dir: str | None = None, cluster_dns: str = "10.96.0.10",
-                 cluster_domain: str = "cluster.local", workers: int = 8, events: bool = True, writer=None):
+                 cluster_domain: str = "cluster.local", workers: int = 8, events: bool = True):
+        # status patches and Events (the per-pod writes) take the shared client's lean transport
         self.client = client
-        # status patches and Events (the per-pod writes) go through ``writer`` (a ``client.lean.LeanWriter``,
-        # ~1.5 ms less CPU per request than the shared client) when given
-        self.writer = writer
         self.pods = pods_store
         self.services = services_store
         self.runtime = runtime
@@ -94,7 +91,9 @@ class PodSyncer:
         self._waiting: dict[str, dict[str, tuple[str, str]]] = {}
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
-        self._events: queue.Queue = queue.Queue()
+        # busy_rate=0: while pods are being synced every Event is held back (at most EVENT_MAX_DELAY)
+        self.recorder = EventRecorder(ClientEventSink(client), "kubelet", host=node_name, busy=self._syncing,
+                                      busy_rate=0, max_defer=self.EVENT_MAX_DELAY) if events else None
 
     # ---------------------------------------------------------------- wiring
     def register(self, pod_informer) -> None:
@@ -120,15 +119,17 @@ class PodSyncer:
             t = threading.Thread(target=self._worker, name=f"pod-worker-{i}", daemon=True)
             t.start()
             self._threads.append(t)
-        for target, args, name in ((self.pleg.run, (self._stop,), "pleg"), (self._event_loop, (), "events")):
-            t = threading.Thread(target=target, args=args, name=name, daemon=True)
-            t.start()
-            self._threads.append(t)
+        t = threading.Thread(target=self.pleg.run, args=(self._stop,), name="pleg", daemon=True)
+        t.start()
+        self._threads.append(t)
+        if self.recorder is not None:
+            self.recorder.start()
 
     def stop(self) -> None:
         self._stop.set()
         self.queue.shutdown()
-        self._events.put(None)
+        if self.recorder is not None:
+            self.recorder.stop()
 
     def _worker(self) -> None:
         while True:
@@ -155,40 +156,16 @@ class PodSyncer:
         return os.path.join(self.root_dir, "logs", "pods", f"{md.get('namespace')}_{md['name']}_{md['uid']}")
 
     def _event(self, pod: dict, reason: str, message: str, type_: str = "Normal") -> None:
-        """Queue an Event; one background thread posts them (client-go's recorder is asynchronous too),
-        so a sync never waits on them. Dropped, with a log line, if the API server falls far behind."""
-        if not self.events:
-            return
-        if self._events.qsize() >= 1000:
-            log.warning("event queue full; dropping %s for %s", reason, pod_key(pod))
-            return
-        self._events.put((time.monotonic(), pod, reason, message, type_))
+        """Record an Event through the one ``client.events.EventRecorder`` (asynchronous, aggregated)."""
+        if self.recorder is not None:
+            self.recorder.record(pod, type_, reason, message)
 
+    # Events wait while pods are being synced, but never longer than this: on 2 cores the API server's
+    # CPU for four Events per pod would otherwise come straight out of pod start-up latency.
     EVENT_MAX_DELAY = 2.0
 
-    def _event_loop(self) -> None:
-        """Post queued Events, giving way to pod syncs: an Event waits while pods are being synced, but
-        never longer than EVENT_MAX_DELAY (on 2 cores the API server's CPU for four Events per pod would
-        otherwise come straight out of pod start-up latency)."""
-        while True:
-            item = self._events.get()
-            if item is None:
-                return
-            queued, pod, reason, message, type_ = item
-            while (self.queue.len() or self.queue.num_processing()) and \
-                    time.monotonic() - queued < self.EVENT_MAX_DELAY and not self._stop.is_set():
-                time.sleep(0.05)
-            try:
-                if self.writer is not None:
-                    self.writer.create_event(event_body(pod, reason, message, type=type_, component="kubelet",
-                                                        host=self.node_name, rt=R.PODS))
-                else:
-                    self.client.create_event(pod, reason, message, type=type_, component="kubelet",
-                                             host=self.node_name, rt=R.PODS)
-            except ApiError as e:
-                log.debug("event %s for %s not recorded: %s", reason, pod_key(pod), e)
-            except Exception:  # noqa: BLE001
-                log.exception("event %s for %s", reason, pod_key(pod))
+    def _syncing(self) -> bool:
+        return bool(self.queue.len() or self.queue.num_processing())
 
     # --------------------------------------------------------------------- sync
     def sync(self, key: str) -> float | None:
@@ -427,10 +404,7 @@ class PodSyncer:
             return
         try:
             md = pod["metadata"]
-            if self.writer is not None:
-                self.writer.patch_status(R.PODS.object_path(md["name"], md.get("namespace")), status)
-            else:
-                self.client.patch(R.PODS, md["name"], {"status": status}, md.get("namespace"), subresource="status")
+            self.client.patch_status(R.PODS, md["name"], status, md.get("namespace"))
             self._last_status[uid] = status
         except NotFound:
             pass

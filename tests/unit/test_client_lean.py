@@ -10,7 +10,7 @@ import pytest
 from api import resources as R
 from client.errors import ConnectionFailed, Conflict, NotFound
 from client.kubeconfig import Config
-from client.lean import LeanTransport, LeanWriter
+from client.lean import LeanTransport
 from client.rest import Client
 
 
@@ -148,14 +148,3 @@ def test_patch_status_is_a_merge_patch_of_the_status_subresource():
     assert lines[0] == "PATCH /api/v1/namespaces/default/pods/web/status HTTP/1.1"
     assert "Content-Type: application/merge-patch+json" in lines and "User-Agent: pocketkube-kubelet/0.1" in lines
     assert orjson.loads(body) == {"status": {"phase": "Running"}}
-
-
-def test_the_kubelets_deprecated_lean_writer_sends_the_same_writes():
-    srv = Scripted([ok({"kind": "Pod"}, "200 OK"), ok({"kind": "Event"})])
-    w = LeanWriter(srv.config, timeout=5)
-    w.patch_status("/api/v1/namespaces/default/pods/web", {"phase": "Running"})
-    w.create_event({"metadata": {"name": "web.1", "namespace": "default"}, "reason": "Started"})
-    first, second = (r.split(b"\r\n", 1)[0] for r in srv.requests)
-    assert first == b"PATCH /api/v1/namespaces/default/pods/web/status HTTP/1.1"
-    assert second == b"POST /api/v1/namespaces/default/events HTTP/1.1"
-    w.close()

@@ -13,6 +13,7 @@ import time
 import pytest
 
 from client.cache import Store
+from client.events import EventRecorder, FakeEventSink
 from kubelet.pods import PodSyncer, SandboxError
 from kubelet.runtime.client import RuntimeCallError
 
@@ -135,6 +136,9 @@ class FakeClient:
         self.status[name] = body["status"]
         return {}
 
+    def patch_status(self, rt, name, status, namespace=None):
+        return self.patch(rt, name, {"status": status}, namespace, subresource="status")
+
     def create_event(self, obj, reason, message, **kw):
         self.events.append((reason, message))
 
@@ -245,7 +249,8 @@ def test_gone_pod_is_torn_down(kl):
 
 
 def test_cni_failure_is_an_event_and_a_retry_not_a_crash(kl):
-    kl.events = True
+    sink = FakeEventSink()
+    kl.recorder = EventRecorder(sink, "kubelet", host="n1")  # not started: flush writes on this thread
     kl.net.fail = RuntimeError("plugin exploded")
     kl.pods_.add(make_pod())
     with pytest.raises(SandboxError, match="plugin exploded"):
@@ -253,8 +258,9 @@ def test_cni_failure_is_an_event_and_a_retry_not_a_crash(kl):
     assert not kl.rt.sandboxes                              # the half-made sandbox is removed
     st = kl.api.status["web"]
     assert st["phase"] == "Pending" and "plugin exploded" in st["message"]
-    queued = kl._events.get_nowait()
-    assert queued[2] == "FailedCreatePodSandBox"
+    assert kl.recorder.flush(5)
+    assert sink.reasons() == ["FailedCreatePodSandBox"]
+    assert sink.events[0]["involvedObject"]["name"] == "web" and sink.events[0]["source"]["component"] == "kubelet"
 
 
 def test_runtime_errors_surface_to_the_worker(kl):
