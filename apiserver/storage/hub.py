@@ -105,6 +105,7 @@ class WatchHub:
         self._task: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiters: list[tuple[int, asyncio.Future]] = []
+        self._stopping = False
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -114,12 +115,13 @@ class WatchHub:
         self._task = asyncio.create_task(self._tail(), name="watch-tailer")
 
     async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
         if self._task:
             self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+            # Python 3.11's wait_for can swallow a cancellation that arrives just as its timeout fires
+            # (CPython gh-86296): the tailer then goes on, sees _stopping and ends; the wait is bounded.
+            await asyncio.wait({self._task}, timeout=5)
         for s in list(self._subs):
             s.close()
 
@@ -155,7 +157,7 @@ class WatchHub:
     async def _tail(self) -> None:
         poll = self.storage.poll_interval
         backoff = 0.1
-        while True:
+        while not self._stopping:
             try:
                 await asyncio.wait_for(self._wake.wait(), poll)
             except asyncio.TimeoutError:
