@@ -43,8 +43,8 @@ class DryRun(Exception):
         self.result = result
 
 
-def json_response(obj: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(obj), status_code=status, media_type="application/json")
+def json_response(obj: Any, status: int = 200, headers: dict | None = None) -> Response:
+    return Response(orjson.dumps(obj), status_code=status, media_type="application/json", headers=headers)
 
 
 class Selection:
@@ -132,12 +132,21 @@ class Handlers:
     def _now() -> datetime:
         return datetime.now(timezone.utc)
 
-    def _respond(self, request: Request, rt: R.ResourceType, obj: dict, status: int = 200) -> Response:
+    def _respond(self, request: Request, rt: R.ResourceType, obj: dict, status: int = 200,
+                 warnings: list[str] | None = None) -> Response:
+        headers = wire.warning_headers(warnings)
         if wire.wants_table(request):
             inc = request.query_params.get("includeObject", "Metadata")
             return json_response(rt.strategy.table([obj], self._now(), inc,
-                                                   obj["metadata"].get("resourceVersion", "")), status)
-        return json_response(obj, status)
+                                                   obj["metadata"].get("resourceVersion", "")), status, headers)
+        return json_response(obj, status, headers)
+
+    @staticmethod
+    async def _object_body(request: Request) -> tuple[dict, list[str] | None]:
+        """The request's object (JSON, YAML or protobuf) and the warnings its decoding left."""
+        warnings = wire.field_warnings(request)
+        obj = wire.decode_object_body(await wire.read_body(request), wire.media_type(request), warnings)
+        return obj, warnings
 
     @staticmethod
     def _dry_run(request: Request) -> bool:
@@ -365,7 +374,7 @@ class Handlers:
 
     # ---------------------------------------------------------------- create
     async def create(self, request: Request, rt: R.ResourceType, ns: str | None) -> Response:
-        obj = wire.decode_object_body(await wire.read_body(request), wire.media_type(request))
+        obj, warnings = await self._object_body(request)
         self._check_type(rt, obj)
         md = obj.get("metadata")
         if md is not None and not isinstance(md, dict):
@@ -381,7 +390,7 @@ class Handlers:
             raise errors.invalid(rt.kind, "", [{"reason": "FieldValueRequired", "field": "metadata.name",
                                                 "message": "Required value: name or generateName is required"}], rt.group)
         out = await self._write(self.reg.create_txn(rt, obj, ns), self._dry_run(request))
-        return self._respond(request, rt, out, 201)
+        return self._respond(request, rt, out, 201, warnings)
 
     @staticmethod
     def _check_type(rt: R.ResourceType, obj: dict) -> None:
@@ -395,7 +404,7 @@ class Handlers:
     # ---------------------------------------------------------------- update
     async def update(self, request: Request, rt: R.ResourceType, ns: str | None, name: str,
                      subresource: str | None = None) -> Response:
-        obj = wire.decode_object_body(await wire.read_body(request), wire.media_type(request))
+        obj, warnings = await self._object_body(request)
         self._check_type(rt, obj)
         allow_create = rt.strategy.allow_create_on_update and subresource is None
 
@@ -404,7 +413,7 @@ class Handlers:
 
         out, created = await self._write(
             self.reg.update_txn(rt, ns, name, mutate, subresource, allow_create), self._dry_run(request))
-        return self._respond(request, rt, out, 201 if created else 200)
+        return self._respond(request, rt, out, 201 if created else 200, warnings)
 
     # ---------------------------------------------------------------- patch
     async def patch(self, request: Request, rt: R.ResourceType, ns: str | None, name: str,
@@ -468,8 +477,11 @@ class Handlers:
         if body.strip():
             ctype = wire.media_type(request)
             if ctype.startswith(wire.PROTOBUF):
-                raise errors.StatusError(415, "UnsupportedMediaType", "pocketkube does not accept protobuf DeleteOptions; send JSON")
-            d = wire.decode_yaml(body) if ctype in (wire.YAML,) else wire.decode_json(body)
+                d = wire.decode_protobuf(body)
+                if d.get("kind") != "DeleteOptions":
+                    raise errors.bad_request(f'the body of a delete must be DeleteOptions, not {d.get("kind") or "an object without a kind"}')
+            else:
+                d = wire.decode_yaml(body) if ctype in (wire.YAML,) else wire.decode_json(body)
             if not isinstance(d, dict):
                 raise errors.bad_request("DeleteOptions must be a JSON object")
             opts.update(d)
@@ -519,7 +531,7 @@ class Handlers:
 
     # ---------------------------------------------------------------- binding
     async def bind(self, request: Request, ns: str, pod_name: str | None) -> Response:
-        obj = wire.decode_object_body(await wire.read_body(request), wire.media_type(request))
+        obj, _ = await self._object_body(request)
         if obj.get("kind") not in (None, "Binding"):
             raise errors.bad_request(f'the object provided is unrecognized (must be of type Binding): kind "{obj.get("kind")}"')
         name = pod_name or (obj.get("metadata") or {}).get("name")

@@ -1,9 +1,13 @@
 """Request decoding and response encoding: the boundary where bad input stops.
 
 Everything a client sends is untrusted: a missing or wrong Content-Type, a
-protobuf body from kubectl 1.32+, invalid UTF-8, a YAML alias bomb, JSON
-nested ten thousand deep, a 10 MB body. Each of these becomes one clear
-Status error here (400, 413 or 415) before any handler sees it.
+truncated protobuf body, invalid UTF-8, a YAML alias bomb, JSON nested ten
+thousand deep, a 10 MB body. Each of these becomes one clear Status error
+here (400, 413 or 415) before any handler sees it.
+
+Protobuf bodies (kubectl 1.32+'s typed clients) decode through api/protobuf
+into the same dict a JSON body gives, so nothing after this module knows
+which one arrived.
 """
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ from typing import Any
 import orjson
 import yaml
 from starlette.requests import Request
+
+import api.protobuf as pb
 
 from . import errors
 
@@ -109,14 +115,24 @@ def decode_yaml(body: bytes) -> Any:
     return obj
 
 
-def decode_object_body(body: bytes, ctype: str) -> dict:
-    """A body for POST/PUT: JSON (also when the client sent no Content-Type) or YAML."""
+def decode_protobuf(body: bytes, warnings: list[str] | None = None) -> dict:
+    """A Kubernetes protobuf body (k8s\\0 envelope) as the JSON object; unknown fields go to warnings."""
+    try:
+        obj, dropped = pb.decode(body, want_unknown=warnings is not None)
+    except pb.NoSchema as e:
+        raise errors.StatusError(415, "UnsupportedMediaType", str(e))
+    except pb.CodecError as e:
+        raise errors.bad_request(f"the protobuf request body could not be decoded: {e}")
+    if warnings is not None:
+        warnings.extend(dropped)
+    return obj
+
+
+def decode_object_body(body: bytes, ctype: str, warnings: list[str] | None = None) -> dict:
+    """A body for POST/PUT: JSON (also when the client sent no Content-Type), YAML or Kubernetes protobuf."""
     if ctype.startswith(PROTOBUF):
-        raise errors.StatusError(
-            415, "UnsupportedMediaType",
-            "pocketkube does not accept protobuf request bodies (application/vnd.kubernetes.protobuf); "
-            "send JSON or YAML instead (kubectl 1.31 and older always send JSON; `kubectl create -f` does on every version)")
-    if ctype in ("", JSON, "*/*", "text/json") or ctype.endswith("+json"):
+        obj = decode_protobuf(body, warnings)
+    elif ctype in ("", JSON, "*/*", "text/json") or ctype.endswith("+json"):
         obj = decode_json(body) if body.strip() else None
     elif ctype in (YAML, "application/x-yaml", "text/yaml", APPLY_YAML):
         obj = decode_yaml(body)
@@ -125,6 +141,18 @@ def decode_object_body(body: bytes, ctype: str) -> dict:
     if not isinstance(obj, dict):
         raise errors.bad_request("the request body must be a JSON object (a Kubernetes object with metadata)")
     return obj
+
+
+def field_warnings(request: Request) -> list[str] | None:
+    """A list to collect dropped-field warnings in, unless the client asked for fieldValidation=Ignore."""
+    return None if request.query_params.get("fieldValidation") == "Ignore" else []
+
+
+def warning_headers(warnings: list[str] | None) -> dict[str, str]:
+    """Kubernetes' `Warning: 299 - "..."` response header (kubectl prints each as `Warning: ...`)."""
+    if not warnings:
+        return {}
+    return {"warning": ", ".join('299 - "' + w.replace('"', "'") + '"' for w in warnings)}
 
 
 def query_bool(request: Request, name: str) -> bool:

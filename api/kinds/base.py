@@ -112,7 +112,8 @@ class Strategy:
     create_in_terminating_namespace = False
     # Delete leaves the object in place, marked terminating, for a finalizing loop to remove.
     retain_on_delete = False
-    # The protobuf schema of this kind's objects (filled in when the server speaks protobuf).
+    # The full name of this kind's protobuf message in the schema (api/protobuf), e.g.
+    # "k8s.io.api.core.v1.Pod"; None: protobuf bodies of it get a 415 naming the kind.
     protobuf = None
 
     def __init__(self, rt: "ResourceType"):

@@ -19,6 +19,7 @@ def _validate_binding(e: Errs, binding: dict) -> None:
 
 
 class BindingStrategy(Strategy):
+    protobuf = "k8s.io.api.core.v1.Binding"   # its message in the schema (api/protobuf)
     name_fn = staticmethod(name_is_dns_subdomain)
 
     def check(self, e: Errs, obj: dict) -> None:

@@ -74,6 +74,7 @@ def _cells(cm: dict, now: datetime) -> list:
 
 
 class ConfigMapStrategy(Strategy):
+    protobuf = "k8s.io.api.core.v1.ConfigMap"   # its message in the schema (api/protobuf)
     name_fn = staticmethod(name_is_dns_subdomain)
     printer = Printer(COLUMNS, _cells)
 

@@ -107,6 +107,7 @@ def _validate_endpoints(e: Errs, ep: dict) -> None:
 
 
 class EndpointsStrategy(Strategy):
+    protobuf = "k8s.io.api.core.v1.Endpoints"   # its message in the schema (api/protobuf)
     name_fn = staticmethod(name_is_dns_subdomain)
     printer = Printer(COLUMNS, _endpoints_cells)
     allow_create_on_update = True

@@ -107,6 +107,7 @@ def _validate_event(e: Errs, ev: dict) -> None:
 
 
 class EventStrategy(Strategy):
+    protobuf = "k8s.io.api.core.v1.Event"   # its message in the schema (api/protobuf)
     name_fn = staticmethod(name_is_dns_subdomain)
     fields = ("involvedObject.kind", "involvedObject.namespace", "involvedObject.name",
               "involvedObject.uid", "involvedObject.apiVersion", "involvedObject.resourceVersion",

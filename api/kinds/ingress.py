@@ -153,6 +153,7 @@ def _validate_ingress(e: Errs, ing: dict) -> None:
 
 
 class IngressStrategy(Strategy):
+    protobuf = "k8s.io.api.networking.v1.Ingress"   # its message in the schema (api/protobuf)
     name_fn = staticmethod(name_is_dns_subdomain)
     printer = Printer(COLUMNS, _ingress_cells)
 

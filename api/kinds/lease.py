@@ -37,6 +37,7 @@ def _validate_lease(e: Errs, lease: dict) -> None:
 
 
 class LeaseStrategy(Strategy):
+    protobuf = "k8s.io.api.coordination.v1.Lease"   # its message in the schema (api/protobuf)
     name_fn = staticmethod(name_is_dns_subdomain)
     printer = Printer(COLUMNS, _lease_cells)
     allow_create_on_update = True

@@ -51,6 +51,7 @@ PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-leas
 
 
 class NamespaceStrategy(Strategy):
+    protobuf = "k8s.io.api.core.v1.Namespace"   # its message in the schema (api/protobuf)
     name_fn = staticmethod(name_is_dns_label)
     fields = ("status.phase",)
     printer = Printer(COLUMNS, _namespace_cells)

@@ -137,6 +137,7 @@ def _node_update(new: dict, old: dict) -> list[Cause]:
 
 
 class NodeStrategy(Strategy):
+    protobuf = "k8s.io.api.core.v1.Node"   # its message in the schema (api/protobuf)
     name_fn = staticmethod(name_is_dns_subdomain)
     fields = ("spec.unschedulable",)
     printer = Printer(COLUMNS, _node_cells)

@@ -316,6 +316,7 @@ def scheduled_condition() -> dict:
 
 
 class PodStrategy(Strategy):
+    protobuf = "k8s.io.api.core.v1.Pod"   # its message in the schema (api/protobuf)
     name_fn = staticmethod(name_is_dns_subdomain)
     fields = ("spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName",
               "spec.hostNetwork", "status.phase", "status.podIP", "status.nominatedNodeName")

@@ -104,6 +104,7 @@ def _check_type(e: Errs, secret: dict, kind: str, data: dict[str, bytes]) -> Non
 
 
 class SecretStrategy(Strategy):
+    protobuf = "k8s.io.api.core.v1.Secret"   # its message in the schema (api/protobuf)
     name_fn = staticmethod(name_is_dns_subdomain)
     fields = ("type",)
     printer = Printer(COLUMNS, _cells)

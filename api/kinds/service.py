@@ -400,6 +400,7 @@ def _wants_cluster_ip(svc: dict) -> bool:
 
 
 class ServiceStrategy(Strategy):
+    protobuf = "k8s.io.api.core.v1.Service"   # its message in the schema (api/protobuf)
     name_fn = staticmethod(name_is_dns1035_label)
     fields = ("spec.clusterIP", "spec.type")
     printer = Printer(COLUMNS, _service_cells)
