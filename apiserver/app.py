@@ -41,6 +41,7 @@ from starlette.websockets import WebSocket, WebSocketState
 from api import resources as R
 
 from . import bootstrap, discovery, errors, noderelay
+from .discovery import DEFAULT_KUBE_VERSION
 from .auth import TokenAuthenticator
 from .handlers import Handlers, json_response
 from .registry import Registry, ServiceAllocator
@@ -56,7 +57,7 @@ PUBLIC_PATHS = ("/healthz", "/livez", "/readyz", "/version")
 class ServerConfig:
     storage_url: str
     service_cidr: str = "10.96.0.0/12"
-    kube_version: str = "v1.31.0"
+    kube_version: str = DEFAULT_KUBE_VERSION
     advertise_address: str = "127.0.0.1"
     port: int = 6443
     token_file: str | None = None

@@ -19,6 +19,11 @@ from __future__ import annotations
 import platform
 
 from api import resources as R
+from api.protobuf.schema import KUBECTL_VERSION
+
+# What /version reports unless --kube-version says otherwise: the kubectl whose protobuf schema the server
+# decodes (api/protobuf), so the dispatching kubectl on PATH runs that binary and every body it sends decodes.
+DEFAULT_KUBE_VERSION = f"v{KUBECTL_VERSION}.0"
 
 AGG_V2 = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 AGG_V2BETA1 = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"

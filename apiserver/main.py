@@ -16,6 +16,7 @@ import os
 import socket
 import sys
 
+from .discovery import DEFAULT_KUBE_VERSION
 from .storage.log import storage_url_for
 
 
@@ -34,7 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="file whose first line is the bearer token sent to kubelets (pods/log, exec, portforward)")
     p.add_argument("--service-cluster-ip-range", default="10.96.0.0/12", help="service IP range (default 10.96.0.0/12)")
     p.add_argument("--service-node-port-range", default="30000-32767", help="NodePort range (default 30000-32767)")
-    p.add_argument("--kube-version", default="v1.31.0", help="Kubernetes version reported by /version (default v1.31.0)")
+    p.add_argument("--kube-version", default=DEFAULT_KUBE_VERSION,
+                   help=f"Kubernetes version reported by /version; the dispatching kubectl runs the matching binary "
+                        f"(default {DEFAULT_KUBE_VERSION}: the kubectl the protobuf schema comes from)")
     p.add_argument("--advertise-address", default=None, help="address written into default/kubernetes Endpoints")
     p.add_argument("--tls-cert-file", default=None)
     p.add_argument("--tls-private-key-file", default=None)

@@ -200,8 +200,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     fds = descriptor_pb2.FileDescriptorSet()
     fds.file.extend(ordered(files))
-    with gzip.GzipFile(ns.out, "wb", mtime=0) as out:   # mtime 0: the same binary gives the same bytes
-        out.write(fds.SerializeToString(deterministic=True))
+    with open(ns.out, "wb") as out:   # no name, mtime 0: the same binary gives the same bytes
+        out.write(gzip.compress(fds.SerializeToString(deterministic=True), compresslevel=9, mtime=0))
     print(f"extract: {len(files)} files from {path} -> {ns.out} ({os.path.getsize(ns.out)} bytes)")
     return 0
 

@@ -33,7 +33,7 @@ def kubectl(request, sqlite_server, tmp_path):
 
 def test_version_and_api_resources(kubectl):
     out = kubectl.run("version", "-o", "json").stdout
-    assert json.loads(out)["serverVersion"]["gitVersion"] == "v1.31.0"
+    assert json.loads(out)["serverVersion"]["gitVersion"] == "v1.33.0"
     out = kubectl.run("api-resources").stdout
     for name in ("pods", "services", "endpoints", "nodes", "namespaces", "events", "leases", "ingresses"):
         assert name in out

@@ -132,9 +132,9 @@ def test_version(cluster):
     r = cluster.pk("version")
     assert r.rc == 0
     lines = r.out.splitlines()
-    assert lines[0].startswith("Client Version: v") and lines[1] == "Server Version: v1.31.0"
+    assert lines[0].startswith("Client Version: v") and lines[1] == "Server Version: v1.33.0"
     r = cluster.pk("version", "-o", "json")
-    assert json.loads(r.out)["serverVersion"]["gitVersion"] == "v1.31.0"
+    assert json.loads(r.out)["serverVersion"]["gitVersion"] == "v1.33.0"
     assert cluster.pk("version", "--client").out.startswith("Client Version: v")
 
 

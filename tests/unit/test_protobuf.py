@@ -224,3 +224,13 @@ def test_truncations_of_a_real_body_never_raise_anything_but_codec_errors():
         except pb.CodecError:
             continue
         assert isinstance(obj, dict)
+
+
+def test_the_schema_file_is_what_the_extractor_makes_from_kubectl_1_33(tmp_path):
+    """The committed schema is reproducible from the machine's kubectl 1.33 (api/protobuf/extract.py)."""
+    from api.protobuf import extract, schema
+    binary = extract.default_kubectl()
+    assert binary, "kubectl.1.33 is on the machine image (beside the dispatching kubectl)"
+    out = tmp_path / "k8s.binpb.gz"
+    assert extract.main([binary, "--out", str(out)]) == 0
+    assert out.read_bytes() == open(schema.SCHEMA_FILE, "rb").read()

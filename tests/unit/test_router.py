@@ -198,7 +198,7 @@ def test_aggregated_discovery_is_negotiated(tmp_path, url, core, agg):
 
 def test_plain_endpoints(tmp_path):
     app = make_app(tmp_path)
-    assert call(app, "GET", "/version").json()["gitVersion"] == "v1.31.0"
+    assert call(app, "GET", "/version").json()["gitVersion"] == "v1.33.0"
     a = call(app, "GET", "/openapi/v2")
     assert a.status == 200 and a.body == b"" and a.headers["content-type"] == "application/octet-stream"
     for p in ("/healthz", "/livez", "/readyz"):
