@@ -3,8 +3,8 @@
 One SQLite server serves the module (the storage backends are covered by
 the CRUD tests); each test works in a namespace of its own. kubectl 1.27 and
 1.31 run the generators (`create configmap --from-literal|--from-file`,
-`create secret generic|tls|docker-registry`); 1.32+ send protobuf bodies from
-typed `create`, which the next issue accepts. pkctl's `get` and `describe`
+`create secret generic|tls|docker-registry`) as JSON; 1.32+ send protobuf bodies from
+typed `create` (test_protobuf_kubectl.py). pkctl's `get` and `describe`
 output is compared with kubectl 1.33's on the same objects, byte for byte.
 Secret values must never reach the server's log, an Event or describe.
 """
