@@ -497,9 +497,17 @@ class Handlers:
             raise errors.bad_request("preconditions must be an object")
         return opts
 
+    def _delete_dry_run(self, request: Request, opts: dict) -> bool:
+        """dryRun from the query or from the DeleteOptions body (kubectl 1.33 `delete --dry-run=server` sends the body)."""
+        body = opts.get("dryRun")
+        if body is not None:
+            if not isinstance(body, list) or any(x not in ("All", "") for x in body):
+                raise errors.bad_request(f'unsupported dryRun value {body!r}: only ["All"] is supported')
+        return self._dry_run(request) or "All" in (body or [])
+
     async def delete(self, request: Request, rt: R.ResourceType, ns: str | None, name: str) -> Response:
         opts = await self._delete_options(request)
-        out = await self._write(self.reg.delete_txn(rt, ns, name, opts), self._dry_run(request))
+        out = await self._write(self.reg.delete_txn(rt, ns, name, opts), self._delete_dry_run(request, opts))
         return json_response(out, 200)
 
     async def delete_collection(self, request: Request, rt: R.ResourceType, ns: str | None) -> Response:
@@ -507,7 +515,7 @@ class Handlers:
         opts = await self._delete_options(request)
         rows, _ = await self._read(self.storage.list, prefix_for(rt, ns))
         deleted = []
-        dry = self._dry_run(request)
+        dry = self._delete_dry_run(request, opts)
         for r in rows:
             obj = with_revision(r.value, r.rev)
             if not sel.matches(obj):
