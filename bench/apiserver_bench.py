@@ -106,15 +106,18 @@ def raw_insert_rate(n: int, body: bytes) -> float:
         shutil.rmtree(d, ignore_errors=True)
 
 
-WRK_POST = r"""
--- setup() runs in the main Lua state and hands each thread its own id;
--- request() runs in the thread's state, so names never collide across threads.
+# setup() runs in the main Lua state and hands each thread its own id; request() runs in the
+# thread's state, so names built from thread_id and counter never collide across threads.
+WRK_THREAD_IDS = r"""
 local next_id = 0
 function setup(thread)
   thread:set("thread_id", next_id)
   next_id = next_id + 1
 end
 counter = 0
+"""
+
+WRK_POST = WRK_THREAD_IDS + r"""
 request = function()
   counter = counter + 1
   local name = "w" .. PREFIX .. "-" .. thread_id .. "-" .. counter

@@ -45,7 +45,7 @@ import time
 
 import httpx
 
-from apiserver_bench import ROOT, Server, wrk_run
+from apiserver_bench import ROOT, WRK_THREAD_IDS, Server, wrk_run
 from common import log, pod_body
 
 sys.path.insert(0, ROOT)
@@ -58,13 +58,7 @@ CTYPES = {"json": "application/json", "protobuf": "application/vnd.kubernetes.pr
 TARGET = 0.9
 
 # Names are PREFIX (5 chars) .. "-" .. thread id (1 digit) .. "-" .. counter (8 digits): 16 chars.
-WRK_POST = r"""
-local next_id = 0
-function setup(thread)
-  thread:set("thread_id", next_id)
-  next_id = next_id + 1
-end
-counter = 0
+WRK_POST = WRK_THREAD_IDS + r"""
 request = function()
   counter = counter + 1
   local name = string.format("%s-%d-%08d", PREFIX, thread_id, counter)

@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import base64
 import calendar
-import time
 from typing import Any, Callable
 
 import orjson
 
+from api import meta
 from api.protobuf.schema import Schema
 
 MAGIC = b"k8s\x00"
@@ -65,7 +65,7 @@ def _is_list_wrapper(desc) -> bool:
 
 def format_time(seconds: int) -> str:
     try:
-        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+        return meta.format_time(seconds)
     except (OverflowError, OSError, ValueError):
         raise CodecError(f"time out of range: {seconds} seconds")
 
@@ -157,17 +157,9 @@ def _ident(v):
 
 def parse_time(s: str) -> tuple[int, int]:
     """An RFC 3339 time (metav1.Time or MicroTime) as (seconds, nanos)."""
-    if not isinstance(s, str):
-        raise CodecError(f"a time must be a string, not {type(s).__name__}")
-    from datetime import datetime, timezone
-    t = s[:-1] + "+00:00" if s.endswith("Z") else s
-    try:
-        d = datetime.fromisoformat(t)
-    except ValueError:
+    d = meta.parse_time(s)
+    if d is None:
         raise CodecError(f"not an RFC 3339 time: {s!r}")
-    if d.tzinfo is None:
-        d = d.replace(tzinfo=timezone.utc)
-    d = d.astimezone(timezone.utc)
     return calendar.timegm(d.utctimetuple()), d.microsecond * 1000
 
 
