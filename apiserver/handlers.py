@@ -406,6 +406,14 @@ class Handlers:
                      subresource: str | None = None) -> Response:
         obj, warnings = await self._object_body(request)
         self._check_type(rt, obj)
+        # Kubernetes checks the body's name and namespace against the URL before it looks the object
+        # up (rest.UpdateResource's checkName), so a mismatch is a 400 even when nothing is stored.
+        md = obj.get("metadata")
+        if isinstance(md, dict):
+            if md.get("name") and md["name"] != name:
+                raise errors.bad_request(f'the name of the object ({md["name"]}) does not match the name on the URL ({name})')
+            if rt.namespaced and md.get("namespace") and md["namespace"] != ns:
+                raise errors.bad_request("the namespace of the provided object does not match the namespace sent on the request")
         allow_create = rt.strategy.allow_create_on_update and subresource is None
 
         def mutate(old):

@@ -406,6 +406,12 @@ def test_protobuf_put_updates_and_conflicts(http, ns):
     named_u = {**upd, "metadata": {"name": "u", "namespace": ns}}
     r = http.put(f"{url}/other", content=pb.encode(named_u), headers=H)  # name in the body != the URL's
     assert r.status_code == 400 and "does not match the name on the URL" in status_body(r)["message"]
+    # checked before the lookup, as Kubernetes does: a 400 even when nothing is stored under the URL's name
+    r = http.put(f"{url}/missing", content=pb.encode(named_u), headers=H)
+    assert r.status_code == 400 and "does not match the name on the URL" in status_body(r)["message"]
+    r = http.put(f"{url}/missing", json={**named_u, "metadata": {"name": "u", "namespace": "elsewhere"}})
+    assert r.status_code == 400, r.text
+    assert http.get(f"{url}/missing").status_code == 404
 
 
 def test_protobuf_delete_options(http, ns):
