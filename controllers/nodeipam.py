@@ -102,7 +102,7 @@ class NodeIPAMController:
         self.nodes = nodes
         self.cidrs = cidrs
         self.recorder = recorder
-        self.queue = queue or WorkQueue(max_delay=60.0, name="nodeipam")
+        self.queue = queue or WorkQueue(base_delay=0.1, max_delay=60.0, name="nodeipam")
         self.workers = workers
         self._lock = threading.RLock()
         self._held: dict[str, _Held] = {}          # node name -> its block
