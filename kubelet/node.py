@@ -242,7 +242,8 @@ def wait_for_pod_cidr(client, node_name: str, stop: threading.Event, *, poll: fl
             error = e
         t = clock()
         if t >= next_log:
-            log.info("waiting for node %s's spec.podCIDR (is the controller-manager running with "
+            # (no "running" in this line: the e2e fixtures take that word in the kubelet's log as its start)
+            log.info("waiting for node %s's spec.podCIDR (was the controller-manager started with "
                      "--allocate-node-cidrs?)%s, %.0fs so far", node_name, f"; last read failed: {error}" if error
                      else "", t - started)
             next_log = t + log_every
