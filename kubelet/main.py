@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import json
 import logging
 import os
 import socket
@@ -89,6 +90,18 @@ def first_ipv4() -> str | None:
             if not addr.startswith("127."):
                 return addr
     return None
+
+
+def _default_conflist_mtu(conf_dir: str) -> int | None:
+    """The MTU in the conflist an earlier run of the kubelet wrote (None if there is none or it has no MTU)."""
+    from kubelet.cni.invoke import DEFAULT_CONFLIST
+
+    try:
+        with open(os.path.join(conf_dir, DEFAULT_CONFLIST)) as f:
+            plugins = json.load(f).get("plugins") or [{}]
+        return plugins[0].get("mtu")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -169,8 +182,9 @@ def main(argv: list[str] | None = None) -> None:
         except ValueError as e:
             _fail(f"node {node_name}'s podCIDR: {e}")
         write_default_conflist(conf_dir, pod_cidr, data_dir=os.path.join(run, "cni", "ipam"), mtu=args.cni_mtu)
-    elif args.cni_mtu is not None:
-        log.warning("--cni-mtu %d is ignored: %s already has a CNI config", args.cni_mtu, conf_dir)
+    elif args.cni_mtu is not None and _default_conflist_mtu(conf_dir) != args.cni_mtu:
+        log.warning("--cni-mtu %d is ignored: %s already has a CNI config (remove it to have the kubelet write "
+                    "its own)", args.cni_mtu, conf_dir)
     network = CNI(conf_dir, bin_dirs, os.path.join(run, "cni", "cache"))
     # Warm pyroute2 up now: it imports most of itself lazily on first use, and the first
     # sandboxes would otherwise wait on the import lock one after another (~0.5 s).

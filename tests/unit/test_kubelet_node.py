@@ -320,3 +320,11 @@ def test_cni_mtu_reaches_the_bridge_and_the_pod_veth(tmp_path):
     code, out = plugin.main(env, json.dumps(conf).encode(), netlink=nl)
     assert code == 0, out
     assert ("bridge", 1450) in nl.mtus and ("veth", 1450) in nl.mtus
+
+
+def test_a_restart_with_the_same_mtu_finds_its_own_conflist(tmp_path):
+    from kubelet.cni.invoke import write_default_conflist
+    from kubelet.main import _default_conflist_mtu
+    assert _default_conflist_mtu(str(tmp_path)) is None
+    write_default_conflist(str(tmp_path), "10.244.4.0/24", mtu=1450)
+    assert _default_conflist_mtu(str(tmp_path)) == 1450
