@@ -368,7 +368,7 @@ def build_service(ports: Iterable[ServicePort], cfg: Config) -> ServiceRules:
             continue
         externally = sp.externally_accessible
         etp_local = sp.external_local and externally
-        local_eps = sp.local_endpoints
+        local_eps = sp.local_endpoints if sp.internal_local or etp_local else ()
         svc = svc_chain(key, sp.protocol)
         svl = svl_chain(key, sp.protocol)
         uses_cluster = not sp.internal_local or externally
@@ -419,15 +419,13 @@ def build_service(ports: Iterable[ServicePort], cfg: Config) -> ServiceRules:
                 if has_external:
                     ext_rules.append(f"-A {ext} -j {svl}")
             r.chains[ext] = tuple(ext_rules)
-        reachable = sp.endpoints if uses_cluster else local_eps
-        seps = {ep: sep_chain(key, sp.protocol, str(ep)) for ep in reachable}
+        seps = [(ep, sep_chain(key, sp.protocol, str(ep))) for ep in (sp.endpoints if uses_cluster else local_eps)]
         if uses_cluster:
-            r.chains[svc] = tuple((internal_rules if internal_chain == svc else [])
-                                  + _spread(svc, sp, list(seps.items())))
+            r.chains[svc] = tuple((internal_rules if internal_chain == svc else []) + _spread(svc, sp, seps))
         if uses_local:
             r.chains[svl] = tuple((internal_rules if internal_chain == svl else [])
-                                  + _spread(svl, sp, [(ep, seps[ep]) for ep in local_eps]))
-        for ep, sep in seps.items():
+                                  + _spread(svl, sp, [(ep, sep) for ep, sep in seps if ep.local]))
+        for ep, sep in seps:
             recent = f" -m recent --set --name {sep} --mask 255.255.255.255 --rsource" if sp.affinity_timeout else ""
             r.chains[sep] = (
                 f"-A {sep} {_comment(key)} -s {ep.ip}/32 -j {KUBE_MARK_MASQ}",
