@@ -221,7 +221,7 @@ class Agent:
         return self.last_sync
 
     def _read(self) -> B.State:
-        routes = self.nl.routes(self.cfg.protocol)
+        routes = self.nl.owned_routes(self.cfg.protocol)
         if self.cfg.backend == B.VXLAN:
             return B.State.of(routes, self.nl.neighbours(self.vxlan_dev), self.nl.fdb_entries(self.vxlan_dev))
         return B.State.of(routes)

@@ -157,7 +157,7 @@ class Netlink(Protocol):
         """Device ``spec.name`` as in ``spec``, up, created in this namespace if absent; an incompatible one is
         recreated; MTU and address are corrected in place (a kept device keeps its MAC)."""
 
-    def routes(self, protocol: int) -> list[RouteEntry]:
+    def owned_routes(self, protocol: int) -> list[RouteEntry]:
         """The main table's IPv4 routes marked with ``protocol``."""
 
     def replace_route(self, route: RouteEntry, protocol: int) -> None:
@@ -525,7 +525,7 @@ class RealNetlink:
                 ipr.link("set", index=info.index, state="up")
             return self._vxlan(ipr, spec.name)
 
-    def routes(self, protocol: int) -> list[RouteEntry]:
+    def owned_routes(self, protocol: int) -> list[RouteEntry]:
         with self._ipr() as ipr:
             msgs = [m for m in ipr.route("dump", family=socket.AF_INET, table=254)
                     if m["proto"] == protocol and m.get_attr("RTA_TABLE", m["table"]) == 254]
@@ -832,7 +832,7 @@ class FakeNetlink:
         self.neighs = {k: n for k, n in self.neighs.items() if n.dev != name}
         self.fdb = {e for e in self.fdb if e.dev != name}
 
-    def routes(self, protocol: int) -> list[RouteEntry]:
+    def owned_routes(self, protocol: int) -> list[RouteEntry]:
         with self.lock:
             return [r for r, proto in self.node_routes.values() if proto == protocol]
 
