@@ -216,8 +216,9 @@ class Agent:
         self.syncs += 1
         self.last_sync = {"full": read, "peers": len(peer_list), **plan.counts(), "published": patched,
                           "seconds": round(self._clock() - t0, 4)}
-        if read or len(plan) or patched or self.syncs == 1:
-            log.info("sync done %s", json.dumps(self.last_sync))
+        # a resync that found everything in place is logged at debug only (it runs every resync period)
+        log.log(logging.INFO if len(plan) or patched or self.syncs == 1 else logging.DEBUG,
+                "sync done %s", json.dumps(self.last_sync))
         return self.last_sync
 
     def _read(self) -> B.State:
@@ -265,16 +266,20 @@ class Agent:
         """Work the queue's one key until ``stop``: sync, then come back at the next resync (or, after a
         failure, with the queue's backoff)."""
         queue.add(KEY)
+        last_not_ready = ""
         while not stop.is_set():
             key = queue.get(timeout=0.5)
             if key is None:
                 continue
             try:
                 self.sync()
+                last_not_ready = ""
                 queue.forget(key)
                 queue.add_after(key, self.next_full_in())
             except NotReady as e:
-                log.info("not ready: %s", e)
+                if str(e) != last_not_ready:  # once per reason, not once a second
+                    log.info("not ready: %s", e)
+                last_not_ready = str(e)
                 queue.add_after(key, 1.0)
             except Exception as e:  # noqa: BLE001 - the loop must go on; the kernel is read again next time
                 log.exception("sync failed (%s); retrying with backoff", e)

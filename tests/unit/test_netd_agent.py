@@ -112,7 +112,13 @@ def test_vxlan_follows_a_changed_and_a_deleted_node():
     assert ("flannel.1", "10.244.3.0") not in nl.neighs
     assert FdbEntry("flannel.1", "0e:00:00:00:00:03", "100.64.9.4") not in nl.fdb
     assert [c[0] for c in writes(nl)] == ["delete_route", "delete_neighbour", "delete_fdb"]
-    # a node that loses its annotations (its agent reset) is removed the same way
+    # a node that loses its podCIDR, or its annotations (its agent reset), is removed the same way
+    cl.nodes["n4"] = node("n4", "10.244.4.0/24", ip="100.64.9.6", mac="0e:00:00:00:00:04")
+    a.sync()
+    assert "10.244.4.0/24" in nl.node_routes
+    del cl.nodes["n4"]["spec"]["podCIDR"]
+    a.sync()
+    assert "10.244.4.0/24" not in nl.node_routes and ("flannel.1", "10.244.4.0") not in nl.neighs
     cl.nodes["n2"]["metadata"]["annotations"] = {}
     a.sync()
     assert nl.owned_routes(B.RT_PROTO) == [] and nl.neighbours("flannel.1") == [] and nl.fdb_entries("flannel.1") == []
