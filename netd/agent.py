@@ -44,6 +44,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from functools import partial
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -54,6 +55,10 @@ from nodeutil.netlink import Netlink, VxlanSpec
 log = logging.getLogger("netd")
 
 KEY = "network"
+
+
+class ApplyError(Exception):
+    """Some writes of a sync failed (each is logged); the others were made."""
 
 
 class NotReady(Exception):
@@ -228,27 +233,39 @@ class Agent:
         return B.State.of(routes)
 
     def _apply(self, plan: B.Plan) -> None:
-        rec, proto = self._record, self.cfg.protocol
-        for r in plan.del_routes:
-            self.nl.delete_route(r, proto)
-            rec.routes.pop(r.dst, None)
-            log.info("route %s via %s dev %s removed", r.dst, r.gateway, r.dev)
-        for n in plan.del_neighs:
-            self.nl.delete_neighbour(n)
-            rec.neighs.pop((n.dev, n.ip), None)
-        for e in plan.del_fdbs:
-            self.nl.delete_fdb(e)
-            rec.fdbs.discard(e)
-        for e in plan.add_fdbs:
-            self.nl.add_fdb(e)
-            rec.fdbs.add(e)
-        for n in plan.add_neighs:
-            self.nl.replace_neighbour(n)
-            rec.neighs[(n.dev, n.ip)] = n
-        for r in plan.set_routes:
-            self.nl.replace_route(r, proto)
-            rec.routes[r.dst] = r
-            log.info("route %s via %s dev %s%s", r.dst, r.gateway, r.dev, " onlink" if r.onlink else "")
+        """Every write of ``plan``, in its order, each noted in the record once made; one that fails (a
+        peer whose node IP is not on-link, say) is logged and the rest still go in, then the sync fails as
+        a whole (retried with backoff, reading the kernel again)."""
+        rec, nl, proto = self._record, self.nl, self.cfg.protocol
+
+        def route(r):
+            return f"route {r.dst} via {r.gateway} dev {r.dev}{' onlink' if r.onlink else ''}"
+
+        steps = (
+            [(f"delete {route(r)}", partial(nl.delete_route, r, proto), partial(rec.routes.pop, r.dst, None))
+             for r in plan.del_routes]
+            + [(f"delete neighbour {n.ip} dev {n.dev}", partial(nl.delete_neighbour, n),
+                partial(rec.neighs.pop, (n.dev, n.ip), None)) for n in plan.del_neighs]
+            + [(f"delete fdb {e.mac} dst {e.dst} dev {e.dev}", partial(nl.delete_fdb, e),
+                partial(rec.fdbs.discard, e)) for e in plan.del_fdbs]
+            + [(f"add fdb {e.mac} dst {e.dst} dev {e.dev}", partial(nl.add_fdb, e), partial(rec.fdbs.add, e))
+               for e in plan.add_fdbs]
+            + [(f"set neighbour {n.ip} lladdr {n.mac} dev {n.dev}", partial(nl.replace_neighbour, n),
+                partial(rec.neighs.__setitem__, (n.dev, n.ip), n)) for n in plan.add_neighs]
+            + [(f"set {route(r)}", partial(nl.replace_route, r, proto), partial(rec.routes.__setitem__, r.dst, r))
+               for r in plan.set_routes])
+        failed: list[str] = []
+        for what, write, note in steps:
+            try:
+                write()
+            except Exception as e:  # noqa: BLE001 - NetlinkError or OSError: reported below
+                log.warning("%s failed: %s", what, e)
+                failed.append(f"{what}: {e}")
+                continue
+            note()
+            log.log(logging.INFO if "route" in what else logging.DEBUG, "%s", what)
+        if failed:
+            raise ApplyError(f"{len(failed)} of {len(steps)} writes failed; first: {failed[0]}")
 
     def _publish(self, own: dict) -> bool:
         if self.client is None:
@@ -281,6 +298,9 @@ class Agent:
                     log.info("not ready: %s", e)
                 last_not_ready = str(e)
                 queue.add_after(key, 1.0)
+            except ApplyError as e:
+                log.error("sync incomplete (%s); retrying with backoff", e)
+                queue.add_rate_limited(key)
             except Exception as e:  # noqa: BLE001 - the loop must go on; the kernel is read again next time
                 log.exception("sync failed (%s); retrying with backoff", e)
                 queue.add_rate_limited(key)
@@ -288,4 +308,4 @@ class Agent:
                 queue.done(key)
 
 
-__all__ = ["Agent", "Config", "KEY", "NotReady", "node_ready", "wait_for_node", "relevant"]
+__all__ = ["Agent", "ApplyError", "Config", "KEY", "NotReady", "node_ready", "wait_for_node", "relevant"]
