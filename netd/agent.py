@@ -1,11 +1,11 @@
-"""netd's loop: converge this node's kernel to f(all Nodes), then publish this node's network data.
+"""netd's loop: publish this node's network data and converge its kernel to f(all Nodes).
 
 One agent per node, in the node's network namespace (flannel's role, with
 its annotation keys; DESIGN.md "Several nodes"). The loop is level-triggered
 and has ONE work-queue key: what a node's kernel should hold is a function of
 all Nodes together (which remote podCIDRs clash with ours or each other, who
 holds a CIDR after a handover), building it from the informer cache costs
-microseconds per Node, and one key means no two syncs ever race on the same
+about 20 µs per Node, and one key means no two syncs ever race on the same
 route. Informer events only enqueue the key, and only when something the
 network depends on changed (podCIDR, flannel annotations, addresses), so the
 kubelets' heartbeats cost nothing.
@@ -20,11 +20,13 @@ kubelets' heartbeats cost nothing.
    It is created here, in the node's namespace, where its UDP socket must
    live. An existing compatible device is kept with its MAC. host-gw: a
    ``flannel.<VNI>`` left from a vxlan run is deleted;
-3. builds the desired routes / neighbours / FDB entries (``netd.backends``)
-   and diffs them against the state it owns; applies only the difference;
-4. publishes the annotations and ``NetworkUnavailable=False`` (reason
+3. publishes the annotations and ``NetworkUnavailable=False`` (reason
    ``NetdIsUp``) with a strategic-merge patch of ``nodes/status``, when the
-   cached Node does not already say so.
+   cached Node does not already say so (before the peers: this node's own
+   side is ready, and one unreachable peer must not keep it tainted);
+4. builds the desired routes / neighbours / FDB entries (``netd.backends``)
+   and diffs them against the state it owns; applies only the difference
+   (a write that fails is logged, the others still go in).
 
 What it owns is read back from the kernel through the ``Netlink`` seam:
 routes marked with ``RT_PROTO``, permanent neighbours and FDB entries with a
@@ -205,9 +207,17 @@ class Agent:
                              spec.vni, spec.port, spec.local, spec.dev, info.mtu, info.mac, spec.address)
                     self._record = None     # a recreated device took its entries along
                 self._spec, self.mac = spec, info.mac
-        elif full and self.nl.link(self.vxlan_dev) is not None:
+        elif full and (left := self.nl.link(self.vxlan_dev)) is not None and left.kind == "vxlan":
             log.info("deleting %s left from the vxlan backend", self.vxlan_dev)
             self.nl.delete_link(self.vxlan_dev)
+        # Published before the peers are programmed: this node is ready for others to reach as soon as
+        # its own side is (one unreachable peer must not keep it tainted), and while the API server is
+        # down the kernel still follows the cache.
+        try:
+            patched, publish_error = self._publish(own), None
+        except Exception as e:  # noqa: BLE001 - raised after the kernel work below
+            log.warning("publishing this node's network data failed: %s", e)
+            patched, publish_error = False, e
         peer_list = B.peers(self._nodes(), self.cfg.node_name, own_cidr, self.cfg.backend, self.cfg.vni,
                              self.cfg.cluster_cidr)
         want = B.desired(self.cfg.backend, peer_list, iface=self.iface, vni=self.cfg.vni)
@@ -217,7 +227,8 @@ class Agent:
             self._last_full = t0
         plan = B.diff(want, self._record)
         self._apply(plan)
-        patched = self._publish(own)
+        if publish_error is not None:
+            raise publish_error
         self.syncs += 1
         self.last_sync = {"full": read, "peers": len(peer_list), **plan.counts(), "published": patched,
                           "seconds": round(self._clock() - t0, 4)}

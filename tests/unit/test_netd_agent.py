@@ -266,3 +266,16 @@ def test_flag_defaults():
     assert (cfg.node_name, cfg.backend, cfg.protocol) == ("n1", "host-gw", 75)
     with pytest.raises(SystemExit):
         config_from_args(build_parser().parse_args(["--vni", "0"]))
+
+
+def test_an_unreachable_api_server_does_not_stop_the_kernel_following_the_cache():
+    nl, cl = fake(), Cluster(own(), node("n2", "10.244.2.0/24", ip="100.64.9.3"))
+
+    def down(*_a, **_k):
+        raise ConnectionError("API server down")
+
+    cl.patch = down
+    a = agent(nl, cl)
+    with pytest.raises(ConnectionError):
+        a.sync()
+    assert "10.244.2.0/24" in nl.node_routes      # programmed all the same
