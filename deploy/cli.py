@@ -16,6 +16,7 @@ COMPONENTS = {
     "runtime": ("kubelet.runtime.daemon", "the per-node container runtime the kubelet drives"),
     "image": ("kubelet.runtime.imagecli", "the node's image store: import, list, remove"),
     "dns": ("addons.dns.main", "cluster DNS (answers service and pod names)"),
+    "netd": ("netd.main", "the pod network agent (host-gw routes or a VXLAN overlay between nodes)"),
     "up": ("deploy.up", "start a whole one-node cluster on this machine (as root)"),
     "down": ("deploy.down", "stop it and remove everything it made (--purge: its data too)"),
     "status": ("deploy.status", "show the local cluster's processes, node and pods"),
