@@ -10,7 +10,7 @@ import sys
 COMPONENTS = {
     "apiserver": ("apiserver.main", "the API server (storage, REST, watch)"),
     "scheduler": ("scheduler.main", "the scheduler (places pods on nodes)"),
-    "controller-manager": ("controllers.main", "controllers (endpoints)"),
+    "controller-manager": ("controllers.main", "controllers (endpoints, node IPAM, taints by node condition)"),
     "proxy": ("proxy.main", "the service proxy (iptables)"),
     "kubelet": ("kubelet.main", "the node agent (runs the pods bound to one node)"),
     "runtime": ("kubelet.runtime.daemon", "the per-node container runtime the kubelet drives"),
