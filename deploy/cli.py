@@ -16,6 +16,7 @@ COMPONENTS = {
     "runtime": ("kubelet.runtime.daemon", "the per-node container runtime the kubelet drives"),
     "image": ("kubelet.runtime.imagecli", "the node's image store: import, list, remove"),
     "dns": ("addons.dns.main", "cluster DNS (answers service and pod names)"),
+    "netd": ("netd.main", "the pod network agent (host-gw routes or a VXLAN overlay between nodes)"),
     "install": ("deploy.install", "apt-get install the system tools `up` needs and this machine lacks"),
     "up": ("deploy.up", "start a whole cluster on this machine (as root; --nodes N, --backend host-gw|vxlan)"),
     "down": ("deploy.down", "stop it and remove everything it made (--purge: its data too)"),

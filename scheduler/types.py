@@ -35,6 +35,7 @@ import math
 from collections import Counter
 from typing import Any, Iterable
 
+from api.kinds.node import TAINT_NOT_READY, TAINT_UNREACHABLE  # the well-known taint keys' one home
 from api.quantity import parse_quantity
 
 CPU = "cpu"
@@ -44,11 +45,6 @@ PODS = "pods"
 
 DEFAULT_MILLI_CPU_REQUEST = 100            # 100m, as Kubernetes' scheduler
 DEFAULT_MEMORY_REQUEST = 200 * 1024 * 1024  # 200Mi
-
-TAINT_NOT_READY = "node.kubernetes.io/not-ready"
-TAINT_UNREACHABLE = "node.kubernetes.io/unreachable"
-TAINT_UNSCHEDULABLE = "node.kubernetes.io/unschedulable"
-
 
 # Clusters reuse a handful of quantity strings ("100m", "64Mi"), so the exact
 # parse (a Fraction) and its rounding are cached per string.

@@ -15,9 +15,10 @@ are exactly upstream's.
 """
 from __future__ import annotations
 
+from api.kinds.node import TAINT_UNSCHEDULABLE
 from scheduler.framework import SUCCESS, Status
 from scheduler.plugins.tainttoleration import taint_reason, tolerates
-from scheduler.types import TAINT_UNSCHEDULABLE, NodeInfo, PodInfo
+from scheduler.types import NodeInfo, PodInfo
 
 UNSCHEDULABLE_TAINT = {"key": TAINT_UNSCHEDULABLE, "effect": "NoSchedule"}
 REASON_UNSCHEDULABLE = "node(s) were unschedulable"
