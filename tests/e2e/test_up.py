@@ -228,8 +228,31 @@ def test_up_kubectl_web_dns_status_down_up_again(up_env):
     assert f"node node-1 ({st.node_ip}): Ready, podCIDR {pod_cidr}, network up" in r.stdout, r.stdout
     assert "pods: 2" in r.stdout and "https://127.0.0.1" in r.stdout
 
-    # ---- down leaves nothing behind
+    # ---- no supervisor and the API server kill -9'd: `up` starts just what is missing
     marker = data_dir + "/"
+    run = os.path.join(data_dir, "run")
+
+    def pid_of(key: str) -> int:
+        with open(os.path.join(run, f"{key}.pid")) as fh:
+            return int(fh.read().split()[0])
+    others = {k: pid_of(k) for k in ("controller-manager", "scheduler", "node-1/kubelet", "node-1/proxy",
+                                      "node-1/netd", "dns")}
+    sup = pid_of("supervisor")
+    os.kill(sup, 15)
+    wait_until(lambda: not alive(sup, marker), timeout=10, what="the supervisor stopped")
+    api = pid_of("apiserver")
+    os.kill(api, 9)
+    wait_until(lambda: not alive(api, marker), timeout=10, what="the API server gone")
+    r = pocketkube("status", "--data-dir", data_dir)
+    assert r.returncode == 1 and "not running" in r.stdout, r.stdout
+    r = pocketkube("up", *args)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "partly running; starting what is missing (apiserver, supervisor)" in r.stdout, r.stdout
+    assert alive(pid_of("apiserver"), marker) and alive(pid_of("supervisor"), marker)
+    assert {k: pid_of(k) for k in others} == others and all(alive(p, marker) for p in others.values())
+    wait_until(lambda: phase("web") == "Running", timeout=30, interval=0.5, what="web still Running")
+
+    # ---- down leaves nothing behind
     pids = {}
     for d, _dirs, files in os.walk(os.path.join(data_dir, "run")):
         for f in files:
