@@ -1,11 +1,11 @@
-"""netd's loop: converge this node's kernel to f(all Nodes), then publish this node's network data.
+"""netd's loop: publish this node's network data and converge its kernel to f(all Nodes).
 
 One agent per node, in the node's network namespace (flannel's role, with
 its annotation keys; DESIGN.md "Several nodes"). The loop is level-triggered
 and has ONE work-queue key: what a node's kernel should hold is a function of
 all Nodes together (which remote podCIDRs clash with ours or each other, who
 holds a CIDR after a handover), building it from the informer cache costs
-microseconds per Node, and one key means no two syncs ever race on the same
+about 20 µs per Node, and one key means no two syncs ever race on the same
 route. Informer events only enqueue the key, and only when something the
 network depends on changed (podCIDR, flannel annotations, addresses), so the
 kubelets' heartbeats cost nothing.
@@ -20,11 +20,13 @@ kubelets' heartbeats cost nothing.
    It is created here, in the node's namespace, where its UDP socket must
    live. An existing compatible device is kept with its MAC. host-gw: a
    ``flannel.<VNI>`` left from a vxlan run is deleted;
-3. builds the desired routes / neighbours / FDB entries (``netd.backends``)
-   and diffs them against the state it owns; applies only the difference;
-4. publishes the annotations and ``NetworkUnavailable=False`` (reason
+3. publishes the annotations and ``NetworkUnavailable=False`` (reason
    ``NetdIsUp``) with a strategic-merge patch of ``nodes/status``, when the
-   cached Node does not already say so.
+   cached Node does not already say so (before the peers: this node's own
+   side is ready, and one unreachable peer must not keep it tainted);
+4. builds the desired routes / neighbours / FDB entries (``netd.backends``)
+   and diffs them against the state it owns; applies only the difference
+   (a write that fails is logged, the others still go in).
 
 What it owns is read back from the kernel through the ``Netlink`` seam:
 routes marked with ``RT_PROTO``, permanent neighbours and FDB entries with a
@@ -44,6 +46,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from functools import partial
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -54,6 +57,10 @@ from nodeutil.netlink import Netlink, VxlanSpec
 log = logging.getLogger("netd")
 
 KEY = "network"
+
+
+class ApplyError(Exception):
+    """Some writes of a sync failed (each is logged); the others were made."""
 
 
 class NotReady(Exception):
@@ -200,9 +207,17 @@ class Agent:
                              spec.vni, spec.port, spec.local, spec.dev, info.mtu, info.mac, spec.address)
                     self._record = None     # a recreated device took its entries along
                 self._spec, self.mac = spec, info.mac
-        elif full and self.nl.link(self.vxlan_dev) is not None:
+        elif full and (left := self.nl.link(self.vxlan_dev)) is not None and left.kind == "vxlan":
             log.info("deleting %s left from the vxlan backend", self.vxlan_dev)
             self.nl.delete_link(self.vxlan_dev)
+        # Published before the peers are programmed: this node is ready for others to reach as soon as
+        # its own side is (one unreachable peer must not keep it tainted), and while the API server is
+        # down the kernel still follows the cache.
+        try:
+            patched, publish_error = self._publish(own), None
+        except Exception as e:  # noqa: BLE001 - raised after the kernel work below
+            log.warning("publishing this node's network data failed: %s", e)
+            patched, publish_error = False, e
         peer_list = B.peers(self._nodes(), self.cfg.node_name, own_cidr, self.cfg.backend, self.cfg.vni,
                              self.cfg.cluster_cidr)
         want = B.desired(self.cfg.backend, peer_list, iface=self.iface, vni=self.cfg.vni)
@@ -212,12 +227,14 @@ class Agent:
             self._last_full = t0
         plan = B.diff(want, self._record)
         self._apply(plan)
-        patched = self._publish(own)
+        if publish_error is not None:
+            raise publish_error
         self.syncs += 1
         self.last_sync = {"full": read, "peers": len(peer_list), **plan.counts(), "published": patched,
                           "seconds": round(self._clock() - t0, 4)}
-        if read or len(plan) or patched or self.syncs == 1:
-            log.info("sync done %s", json.dumps(self.last_sync))
+        # a resync that found everything in place is logged at debug only (it runs every resync period)
+        log.log(logging.INFO if len(plan) or patched or self.syncs == 1 else logging.DEBUG,
+                "sync done %s", json.dumps(self.last_sync))
         return self.last_sync
 
     def _read(self) -> B.State:
@@ -227,27 +244,39 @@ class Agent:
         return B.State.of(routes)
 
     def _apply(self, plan: B.Plan) -> None:
-        rec, proto = self._record, self.cfg.protocol
-        for r in plan.del_routes:
-            self.nl.delete_route(r, proto)
-            rec.routes.pop(r.dst, None)
-            log.info("route %s via %s dev %s removed", r.dst, r.gateway, r.dev)
-        for n in plan.del_neighs:
-            self.nl.delete_neighbour(n)
-            rec.neighs.pop((n.dev, n.ip), None)
-        for e in plan.del_fdbs:
-            self.nl.delete_fdb(e)
-            rec.fdbs.discard(e)
-        for e in plan.add_fdbs:
-            self.nl.add_fdb(e)
-            rec.fdbs.add(e)
-        for n in plan.add_neighs:
-            self.nl.replace_neighbour(n)
-            rec.neighs[(n.dev, n.ip)] = n
-        for r in plan.set_routes:
-            self.nl.replace_route(r, proto)
-            rec.routes[r.dst] = r
-            log.info("route %s via %s dev %s%s", r.dst, r.gateway, r.dev, " onlink" if r.onlink else "")
+        """Every write of ``plan``, in its order, each noted in the record once made; one that fails (a
+        peer whose node IP is not on-link, say) is logged and the rest still go in, then the sync fails as
+        a whole (retried with backoff, reading the kernel again)."""
+        rec, nl, proto = self._record, self.nl, self.cfg.protocol
+
+        def route(r):
+            return f"route {r.dst} via {r.gateway} dev {r.dev}{' onlink' if r.onlink else ''}"
+
+        steps = (
+            [(f"delete {route(r)}", partial(nl.delete_route, r, proto), partial(rec.routes.pop, r.dst, None))
+             for r in plan.del_routes]
+            + [(f"delete neighbour {n.ip} dev {n.dev}", partial(nl.delete_neighbour, n),
+                partial(rec.neighs.pop, (n.dev, n.ip), None)) for n in plan.del_neighs]
+            + [(f"delete fdb {e.mac} dst {e.dst} dev {e.dev}", partial(nl.delete_fdb, e),
+                partial(rec.fdbs.discard, e)) for e in plan.del_fdbs]
+            + [(f"add fdb {e.mac} dst {e.dst} dev {e.dev}", partial(nl.add_fdb, e), partial(rec.fdbs.add, e))
+               for e in plan.add_fdbs]
+            + [(f"set neighbour {n.ip} lladdr {n.mac} dev {n.dev}", partial(nl.replace_neighbour, n),
+                partial(rec.neighs.__setitem__, (n.dev, n.ip), n)) for n in plan.add_neighs]
+            + [(f"set {route(r)}", partial(nl.replace_route, r, proto), partial(rec.routes.__setitem__, r.dst, r))
+               for r in plan.set_routes])
+        failed: list[str] = []
+        for what, write, note in steps:
+            try:
+                write()
+            except Exception as e:  # noqa: BLE001 - NetlinkError or OSError: reported below
+                log.warning("%s failed: %s", what, e)
+                failed.append(f"{what}: {e}")
+                continue
+            note()
+            log.log(logging.INFO if "route" in what else logging.DEBUG, "%s", what)
+        if failed:
+            raise ApplyError(f"{len(failed)} of {len(steps)} writes failed; first: {failed[0]}")
 
     def _publish(self, own: dict) -> bool:
         if self.client is None:
@@ -265,17 +294,24 @@ class Agent:
         """Work the queue's one key until ``stop``: sync, then come back at the next resync (or, after a
         failure, with the queue's backoff)."""
         queue.add(KEY)
+        last_not_ready = ""
         while not stop.is_set():
             key = queue.get(timeout=0.5)
             if key is None:
                 continue
             try:
                 self.sync()
+                last_not_ready = ""
                 queue.forget(key)
                 queue.add_after(key, self.next_full_in())
             except NotReady as e:
-                log.info("not ready: %s", e)
+                if str(e) != last_not_ready:  # once per reason, not once a second
+                    log.info("not ready: %s", e)
+                last_not_ready = str(e)
                 queue.add_after(key, 1.0)
+            except ApplyError as e:
+                log.error("sync incomplete (%s); retrying with backoff", e)
+                queue.add_rate_limited(key)
             except Exception as e:  # noqa: BLE001 - the loop must go on; the kernel is read again next time
                 log.exception("sync failed (%s); retrying with backoff", e)
                 queue.add_rate_limited(key)
@@ -283,4 +319,4 @@ class Agent:
                 queue.done(key)
 
 
-__all__ = ["Agent", "Config", "KEY", "NotReady", "node_ready", "wait_for_node", "relevant"]
+__all__ = ["Agent", "ApplyError", "Config", "KEY", "NotReady", "node_ready", "wait_for_node", "relevant"]

@@ -264,7 +264,9 @@ class PodInfo:
 def node_ready_taint(node: dict) -> dict | None:
     """The taint Kubernetes' node lifecycle controller would put on a node that is not Ready.
 
-    There is no such controller yet, so the scheduler applies the rule itself:
+    The controller-manager writes it (``controllers.nodetaint``, the same
+    rule); the scheduler applies the rule itself as well, so it decides the
+    same without a controller-manager or before the taint lands:
     Ready=False -> not-ready, Ready=Unknown or no Ready condition ->
     unreachable, both NoSchedule. Pods that tolerate it (DaemonSet-style)
     may still land there.

@@ -360,6 +360,22 @@ def test_drift_is_repaired(cluster):
     assert r["counts"] == {n1.name: 3}, r
 
 
+def test_deleted_vxlan_device_is_recreated_with_its_mac(cluster, fabric):
+    n2 = cluster[1]
+    if n2.backend != "vxlan":
+        assert "flannel.1" not in n2.sh("ip", "link")
+        return
+    mac = json.loads(fabric.client.get(R.NODES, n2.name)["metadata"]["annotations"][
+        "flannel.alpha.coreos.com/backend-data"])["VtepMAC"]
+    n2.sh("ip", "link", "del", "flannel.1")        # takes its routes, neighbours and FDB entries along
+    wait_until(lambda: len(n2.routes()) == 2 and len(n2.neighs()) == 2 and len(n2.fdb()) == 2, timeout=10,
+               what="flannel.1 and its entries back")
+    assert json.loads(n2.sh("ip", "-j", "link", "show", "flannel.1"))[0]["address"] == mac
+    for other in (cluster[0], cluster[2]):
+        r = other.connect(n2.pod_ip)
+        assert r["counts"] == {n2.name: 3}, r
+
+
 def test_deleted_node_leaves_no_state(cluster, fabric):
     n3 = cluster[2]
     n3.stop_netd()

@@ -9,7 +9,7 @@ import pytest
 from api.patch import strategic_merge_patch
 from client.workqueue import WorkQueue
 from netd import backends as B
-from netd.agent import KEY, Agent, Config, NotReady, node_ready, relevant, wait_for_node
+from netd.agent import KEY, Agent, ApplyError, Config, NotReady, node_ready, relevant, wait_for_node
 from netd.main import build_parser, config_from_args
 from nodeutil.netlink import FakeNetlink, FdbEntry, NeighEntry, RouteEntry, VxlanSpec
 from tests.unit.test_netd_backends import node
@@ -112,7 +112,13 @@ def test_vxlan_follows_a_changed_and_a_deleted_node():
     assert ("flannel.1", "10.244.3.0") not in nl.neighs
     assert FdbEntry("flannel.1", "0e:00:00:00:00:03", "100.64.9.4") not in nl.fdb
     assert [c[0] for c in writes(nl)] == ["delete_route", "delete_neighbour", "delete_fdb"]
-    # a node that loses its annotations (its agent reset) is removed the same way
+    # a node that loses its podCIDR, or its annotations (its agent reset), is removed the same way
+    cl.nodes["n4"] = node("n4", "10.244.4.0/24", ip="100.64.9.6", mac="0e:00:00:00:00:04")
+    a.sync()
+    assert "10.244.4.0/24" in nl.node_routes
+    del cl.nodes["n4"]["spec"]["podCIDR"]
+    a.sync()
+    assert "10.244.4.0/24" not in nl.node_routes and ("flannel.1", "10.244.4.0") not in nl.neighs
     cl.nodes["n2"]["metadata"]["annotations"] = {}
     a.sync()
     assert nl.owned_routes(B.RT_PROTO) == [] and nl.neighbours("flannel.1") == [] and nl.fdb_entries("flannel.1") == []
@@ -165,12 +171,16 @@ def test_drift_is_repaired_on_the_periodic_resync():
     assert nl.node_routes["10.244.2.0/24"][0] == RouteEntry("10.244.2.0/24", "10.244.2.0", "flannel.1", onlink=True)
 
 
-def test_failure_drops_the_record_and_the_next_sync_reads_the_kernel():
-    nl, cl = fake(), Cluster(own(), node("n2", "10.244.2.0/24", ip="100.64.9.3"))
-    a = agent(nl, cl)
-    nl.fail["replace_route"] = OSError(errno.ENETUNREACH, "boom")
-    with pytest.raises(OSError):
+def test_a_failed_write_does_not_hold_back_the_others_and_the_next_sync_reads_the_kernel():
+    nl, cl = fake(), Cluster(own(), node("n2", "10.244.2.0/24", ip="100.64.9.3"),
+                             node("n3", "10.244.3.0/24", ip="100.64.9.4", mac="0e:00:00:00:00:03"))
+    a = agent(nl, cl, backend="host-gw")
+    cl.nodes["n2"] = node("n2", "10.244.2.0/24", backend="host-gw", ip="100.64.9.3")
+    cl.nodes["n3"] = node("n3", "10.244.3.0/24", backend="host-gw", ip="100.64.9.4")
+    nl.fail["replace_route"] = OSError(errno.ENETUNREACH, "Network is unreachable")   # the first route only
+    with pytest.raises(ApplyError, match="1 of 2 writes failed"):
         a.sync()
+    assert list(nl.node_routes) == ["10.244.3.0/24"]
     out = a.sync()
     assert out["full"] and out["routes_set"] == 1 and "10.244.2.0/24" in nl.node_routes
 
@@ -256,3 +266,16 @@ def test_flag_defaults():
     assert (cfg.node_name, cfg.backend, cfg.protocol) == ("n1", "host-gw", 75)
     with pytest.raises(SystemExit):
         config_from_args(build_parser().parse_args(["--vni", "0"]))
+
+
+def test_an_unreachable_api_server_does_not_stop_the_kernel_following_the_cache():
+    nl, cl = fake(), Cluster(own(), node("n2", "10.244.2.0/24", ip="100.64.9.3"))
+
+    def down(*_a, **_k):
+        raise ConnectionError("API server down")
+
+    cl.patch = down
+    a = agent(nl, cl)
+    with pytest.raises(ConnectionError):
+        a.sync()
+    assert "10.244.2.0/24" in nl.node_routes      # programmed all the same
