@@ -49,7 +49,9 @@ round swaps) because the machine is shared and noisy; each figure is the
 median over rounds, every round's values are listed too. Ratios:
 ``gbps_ratio`` = pocketkube / replica throughput (target >= 0.95);
 ``lat_ratio`` = pocketkube / replica latency (lower is better; the target
->= 0.95x in speed is ``lat_ratio <= 1.053``).
+>= 0.95x in speed is ``lat_ratio <= 1.053``); both as ratios of the medians
+and, ``*_paired``, as the median of the per-round ratios (each pair measured
+back to back, so a drift in the machine's background load cancels).
 
 Everything runs in namespaces this script (or ``pocketkube up``) creates:
 the replica's are ``pk-<tag>-…`` and deleted in ``finally``; no iptables rule
@@ -175,6 +177,27 @@ def wait_reachable(path: str, ip: str, timeout: float = 60.0) -> None:
             err = e
             time.sleep(0.5)
     raise RuntimeError(f"{ip} not reachable from {path} within {timeout:.0f}s: {err}")
+
+
+def node_sysctls(path: str) -> dict:
+    """The node namespace's settings the bridged and routed path depends on (compared like the links)."""
+    out = {}
+    for key in ("net/ipv4/ip_forward", "net/bridge/bridge-nf-call-iptables", "net/ipv4/conf/all/rp_filter"):
+        try:
+            out[key.rsplit("/", 1)[1]] = sh(*in_net(path, "cat", f"/proc/sys/{key}")).strip()
+        except RuntimeError:
+            out[key.rsplit("/", 1)[1]] = None
+    return out
+
+
+def netfilter(path: str) -> dict:
+    """Rules in the node namespace (the proxy's, on pocketkube; none on the replica): not compared, it is
+    what pocketkube adds to the path, listed so a ratio below target can be read against it."""
+    try:
+        rules = [ln for ln in sh(*in_net(path, "iptables-save")).splitlines() if ln.startswith("-A")]
+    except (RuntimeError, FileNotFoundError):
+        return {}
+    return {"iptables_rules": len(rules)}
 
 
 def link_info(path: str, name: str) -> dict:
@@ -310,7 +333,8 @@ class Replica:
         node1 = ns_path(self.nodes[0])
         info = {"fabric_if": link_info(node1, self.fabric_if), "cni0": link_info(node1, "cni0"),
                 "pod_eth0": link_info(ns_path(self.pods["a"][0]), "eth0"),
-                "host_veth": link_info(node1, f"vethra{self.tag}")}
+                "host_veth": link_info(node1, f"vethra{self.tag}"), "node_sysctls": node_sysctls(node1),
+                "netfilter": netfilter(node1)}
         if self.backend == "vxlan":
             info["flannel.1"] = link_info(node1, "flannel.1")
         return info
@@ -419,6 +443,8 @@ class Cluster:
         if node is None:
             return info
         info["cni0"] = link_info(node, "cni0")
+        info["node_sysctls"] = node_sysctls(node)
+        info["netfilter"] = netfilter(node)
         try:
             ports = json.loads(sh(*in_net(node, "ip", "-j", "link", "show", "master", "cni0")) or "[]")
         except (RuntimeError, ValueError):
@@ -462,7 +488,7 @@ def compare_paths(pk: dict, rep: dict) -> list[str]:
         if a is None or b is None:
             continue
         for k in sorted(set(a) | set(b)):
-            if k in ("ageing",):
+            if k in ("ageing",) or dev == "netfilter":
                 continue
             if a.get(k) != b.get(k):
                 diffs.append(f"{dev}.{k}: pocketkube {a.get(k)!r} replica {b.get(k)!r}")
@@ -531,6 +557,12 @@ def run_backend(backend: str, tag: str, args: argparse.Namespace, tmp: str, out:
                 pk, rp = res[f"pk_{p}"], res[f"replica_{p}"]
                 res[f"{p}_gbps_ratio"] = round(pk["gbps"] / rp["gbps"], 3)
                 res[f"{p}_lat_ratio"] = round(pk["lat_us"] / rp["lat_us"], 3)
+                # the same, round by round (each pair measured back to back), then the median: steadier
+                # than the ratio of medians when the machine's background load drifts during the run
+                res[f"{p}_gbps_ratio_paired"] = round(median(
+                    [a / b for a, b in zip(pk["rounds_gbps"], rp["rounds_gbps"])]), 3)
+                res[f"{p}_lat_ratio_paired"] = round(median(
+                    [a / b for a, b in zip(pk["rounds_lat_us"], rp["rounds_lat_us"])]), 3)
     finally:
         if cluster is not None:
             log(f"[{backend}] pocketkube down --purge")
@@ -543,6 +575,7 @@ def run_backend(backend: str, tag: str, args: argparse.Namespace, tmp: str, out:
 
 
 def main() -> None:
+    global LAT_CPU
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--seconds", type=float, default=3.0, help="iperf3 run length (latency: min(this, 2) s)")
@@ -551,7 +584,6 @@ def main() -> None:
     ap.add_argument("--lat-cpu", type=int, default=LAT_CPU,
                     help="CPU the latency client and server share (default: the last one); -1: unpinned")
     args = ap.parse_args()
-    global LAT_CPU
     LAT_CPU = None if args.lat_cpu < 0 else args.lat_cpu
     if os.geteuid() != 0:
         print("podnet_bench: needs root", file=sys.stderr)
@@ -590,7 +622,8 @@ def main() -> None:
     summary = {}
     for b in ("host_gw", "vxlan"):
         r = out.get(b) or {}
-        for k in ("cross_node_gbps_ratio", "cross_node_lat_ratio", "same_node_gbps_ratio", "same_node_lat_ratio"):
+        for k in ("cross_node_gbps_ratio", "cross_node_lat_ratio", "same_node_gbps_ratio", "same_node_lat_ratio",
+                  "cross_node_gbps_ratio_paired", "cross_node_lat_ratio_paired"):
             if k in r:
                 summary[f"{b}_{k}"] = r[k]
     out["summary"] = summary
