@@ -8,7 +8,9 @@ directory, a free node network and port, ``--no-host-routes``; ``down
 exactly the same path with no pocketkube process involved:
 
 * a fabric namespace with a bridge, two node namespaces each with one veth
-  into it (MTU 1500, as the cluster's fabric);
+  into it (MTU 1500, as the cluster's fabric), and a third port standing for
+  the machine's veth (in a namespace of its own: the replica never touches the
+  machine's namespace);
 * in each node namespace a ``cni0`` bridge holding the gateway (first
   address of the node's /24) and IP forwarding on, pod namespaces whose
   ``eth0`` is a veth with its host end on ``cni0`` (hairpin on), the pod MTU
@@ -252,6 +254,8 @@ class Replica:
         self.fabric_ns = f"pk-{tag}-rfab"
         self.nodes = [f"pk-{tag}-rn{i}" for i in (1, 2)]
         hosts = fabric.hosts()
+        self.host_ip = str(next(hosts))    # the machine's end of the cluster's fabric: here a namespace of its own
+        self.host_ns = f"pk-{tag}-rhst"
         self.node_ips = [str(next(hosts)), str(next(hosts))]
         self.prefix = fabric.prefixlen
         self.fabric_if = "eth0"            # the node's interface on the fabric (the agent's --iface)
@@ -266,6 +270,16 @@ class Replica:
         sh("ip", "-n", self.fabric_ns, "link", "set", "lo", "up")
         sh("ip", "-n", self.fabric_ns, "link", "add", "fab0", "mtu", str(FABRIC_MTU), "type", "bridge")
         sh("ip", "-n", self.fabric_ns, "link", "set", "fab0", "up")
+        # the cluster's fabric bridge has a third port, the machine's veth (the API server's address); the
+        # replica has it too, ending in a namespace of its own, so the bridge floods and learns the same way
+        sh("ip", "netns", "add", self.host_ns)
+        td.add(f"netns {self.host_ns}", lambda: sh("ip", "netns", "del", self.host_ns, check=False))
+        sh("ip", "link", "add", "eth0", "netns", self.host_ns, "mtu", str(FABRIC_MTU), "type", "veth", "peer", "name",
+           f"pkrh{t}", "netns", self.fabric_ns, "mtu", str(FABRIC_MTU))
+        sh("ip", "-n", self.fabric_ns, "link", "set", f"pkrh{t}", "master", "fab0")
+        sh("ip", "-n", self.fabric_ns, "link", "set", f"pkrh{t}", "up")
+        sh("ip", "-n", self.host_ns, "addr", "add", f"{self.host_ip}/{self.prefix}", "dev", "eth0")
+        sh("ip", "-n", self.host_ns, "link", "set", "eth0", "up")
         for i, node in enumerate(self.nodes):
             sh("ip", "netns", "add", node)
             td.add(f"netns {node}", lambda node=node: sh("ip", "netns", "del", node, check=False))
