@@ -490,8 +490,17 @@ def pod_mtu(cluster: Cluster | None, backend: str) -> int:
 
 
 # ---------------------------------------------------------------------- main
-def measure(path: str, ip: str, seconds: float) -> tuple[float, float]:
-    return throughput(path, ip, seconds), latency(path, ip, min(seconds, 2))
+def measure(path: str, ip: str, seconds: float, tries: int = 3) -> tuple[float, float]:
+    """One round of one path; a failed run (a server still finishing the last test) is retried, bounded."""
+    for i in range(tries):
+        try:
+            return throughput(path, ip, seconds), latency(path, ip, min(seconds, 2))
+        except (RuntimeError, ValueError, subprocess.TimeoutExpired) as e:
+            if i == tries - 1:
+                raise
+            log(f"retrying {ip} from {path}: {e}")
+            time.sleep(1)
+    raise AssertionError("unreachable")
 
 
 def compare_paths(pk: dict, rep: dict) -> list[str]:
