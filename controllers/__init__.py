@@ -1,1 +1,1 @@
-"""Controllers run by `pocketkube controller-manager` (wave 1: the endpoints controller)."""
+"""Controllers run by `pocketkube controller-manager`: endpoints, node IPAM, taints by node condition."""

@@ -16,9 +16,13 @@ COMPONENTS = {
     "runtime": ("kubelet.runtime.daemon", "the per-node container runtime the kubelet drives"),
     "image": ("kubelet.runtime.imagecli", "the node's image store: import, list, remove"),
     "dns": ("addons.dns.main", "cluster DNS (answers service and pod names)"),
-    "up": ("deploy.up", "start a whole one-node cluster on this machine (as root)"),
+    "netd": ("netd.main", "the pod network agent (host-gw routes or a VXLAN overlay between nodes)"),
+    "install": ("deploy.install", "apt-get install the system tools `up` needs and this machine lacks"),
+    "up": ("deploy.up", "start a whole cluster on this machine (as root; --nodes N, --backend host-gw|vxlan)"),
     "down": ("deploy.down", "stop it and remove everything it made (--purge: its data too)"),
-    "status": ("deploy.status", "show the local cluster's processes, node and pods"),
+    "status": ("deploy.status", "show the local cluster's processes, nodes and pods"),
+    "node": ("deploy.node", "node add [NAME] / node remove NAME: grow or shrink the local cluster"),
+    "supervise": ("deploy.supervise", "restart the local cluster's processes that exit (started by up)"),
 }
 
 

@@ -1,13 +1,16 @@
 """`pocketkube down`: stop everything `up` started and remove everything it made; idempotent.
 
-Order: the kubelet (so it recreates nothing); every pod sandbox through the
-runtime socket (pause and container processes die, their cgroups go), then
-the runtime daemon by its PID file; DNS (it withdraws its address from the
-kube-dns Endpoints while the API server is still up), proxy, scheduler,
-controller-manager, API server; whatever is still in the cluster's cgroup
-tree is killed and the tree removed; then the egress rules, the host routes,
-the link and the node namespace. The names come from the data directory
-(``deploy.state``), so this works even when state.json is gone.
+Order: the supervisor (so it restarts nothing); every node's kubelet (so it
+recreates nothing); every pod sandbox through each node's runtime socket
+(pause and container processes die, their cgroups go), then the runtime
+daemons by their PID files; DNS (it withdraws its address from the
+kube-dns Endpoints while the API server is still up), the proxies and
+network agents, scheduler, controller-manager, API server; whatever is
+still in each node's cgroup tree is killed and the tree removed; then the
+egress rules, the host routes, every node namespace (``pk-<id>-*``, also
+one state.json forgot), the fabric and the machine's link. The names come
+from the data directory (``deploy.state``), so this works even when
+state.json is gone.
 
 DIR/data (the stored objects), the credentials and the logs stay, so `up`
 brings the same cluster back; ``--purge`` deletes the data directory too
@@ -21,7 +24,7 @@ import os
 import sys
 
 from deploy import netsetup, procs
-from deploy.state import COMPONENTS, DEFAULT_DATA_DIR, Settings, StateError, load_state, save_state
+from deploy.state import DEFAULT_DATA_DIR, Settings, StateError, load_state, node_key, save_state
 from deploy.system import CommandError, RealSystem, System
 
 
@@ -65,15 +68,33 @@ def down(sys_: System, data_dir: str, purge: bool = False, quiet: bool = False,
             errors.append(f"{what}: {e}")
             return None
 
-    if attempt("kubelet", lambda: procs.stop_components(sys_, lay, ["kubelet"], grace=15.0)):
-        done.append("stopped kubelet")
-    r = attempt("runtime", lambda: procs.stop_runtime(sys_, lay, sandbox_remover))
-    if r:
-        what, errs = r
-        done += [f"removed {w}" if "sandbox" in w else f"stopped {w}" for w in what]
-        errors += errs
-    rest = [n for n in reversed(COMPONENTS) if n != "kubelet"]     # dns, proxy, scheduler, cm, apiserver
-    stopped = attempt("components", lambda: procs.stop_components(sys_, lay, rest[:-1])) or []
+    if attempt("supervisor", lambda: procs.stop_components(sys_, lay, ["supervisor"], grace=5.0)):
+        done.append("stopped supervisor")
+    nodes = s.node_names
+    stopped = attempt("kubelets", lambda: procs.stop_components(sys_, lay, [node_key(n, "kubelet") for n in nodes],
+                                                                grace=15.0)) or []
+    done += [f"stopped {n}" for n in stopped]
+    for node in nodes:
+        r = attempt(f"{node} runtime", lambda: procs.stop_runtime(sys_, lay, lay.runtime_socket(node),
+                                                                  lay.runtime_pid(node), sandbox_remover))
+        if r:
+            what, errs = r
+            done += [f"removed {w}" if "sandbox" in w else f"stopped {node} {w}" for w in what]
+            errors += errs
+    # a version-1 (one-node) cluster kept its kubelet in DIR/kubelet and its PID files without the node
+    legacy = os.path.isdir(lay.path("kubelet"))
+    if legacy:
+        done += [f"stopped {n}" for n in attempt("kubelet", lambda: procs.stop_components(
+            sys_, lay, ["kubelet"], grace=15.0)) or []]
+        r = attempt("runtime", lambda: procs.stop_runtime(sys_, lay, lay.path("kubelet", "runtime", "runtime.sock"),
+                                                          lay.path("kubelet", "runtime", "runtime.pid"),
+                                                          sandbox_remover))
+        if r:
+            done += [f"removed {w}" if "sandbox" in w else f"stopped {w}" for w in r[0]]
+            errors += r[1]
+    rest = ["dns"] + [node_key(n, c) for n in nodes for c in ("proxy", "netd")] + ["scheduler", "controller-manager"]
+    rest += ["proxy"] if legacy else []
+    stopped = attempt("components", lambda: procs.stop_components(sys_, lay, rest)) or []
     stopped += attempt("apiserver", lambda: procs.stop_components(sys_, lay, ["apiserver"])) or []
     done += [f"stopped {n}" for n in stopped]
     def clear(what: str, fn, said: str) -> None:
@@ -85,12 +106,24 @@ def down(sys_: System, data_dir: str, purge: bool = False, quiet: bool = False,
                 done.append(said)
             errors.extend(errs)
 
-    clear("cgroups", lambda: cgroup_killer(s.cgroup_root), f"removed cgroups {s.cgroup_root}")
-    clear("run directory", lambda: run_dir_unmounter(lay.kubelet_run_dir), f"unmounted {lay.kubelet_run_dir}")
+    for node in nodes:
+        clear("cgroups", lambda: cgroup_killer(s.cgroup_root_of(node)), f"removed cgroups {s.cgroup_root_of(node)}")
+        clear("run directory", lambda: run_dir_unmounter(lay.kubelet_run_dir(node)),
+              f"unmounted {lay.kubelet_run_dir(node)}")
+    if legacy:
+        legacy_cg = f"pocketkube/{s.legacy_netns}"
+        clear("cgroups", lambda: cgroup_killer(legacy_cg), f"removed cgroups {legacy_cg}")
+        clear("run directory", lambda: run_dir_unmounter(lay.path("kubelet", "run")),
+              f"unmounted {lay.path('kubelet', 'run')}")
     done += attempt("egress", lambda: netsetup.remove_egress(sys_, s)) or []
     done += [f"removed {w}" for w in attempt("routes", lambda: netsetup.remove_host_routes(sys_, s)) or []]
-    done += [f"removed {w}" for w in attempt("link", lambda: netsetup.remove_link(sys_, s)) or []]
-    done += [f"removed {w}" for w in attempt("namespace", lambda: netsetup.remove_netns(sys_, s)) or []]
+    for n in s.nodes:
+        done += [f"removed {w}" for w in attempt("node network", lambda: netsetup.remove_node(
+            sys_, s, n["name"], int(n["index"]))) or []]
+    for ns in attempt("namespaces", lambda: netsetup.cluster_namespaces(sys_, s)) or []:
+        if ns != s.fabric_ns:        # a node state.json forgot, or a version-1 cluster's pk-<id>-node
+            done += [f"removed {w}" for w in attempt("namespace", lambda: netsetup.remove_netns_named(sys_, ns)) or []]
+    done += [f"removed {w}" for w in attempt("fabric", lambda: netsetup.remove_fabric(sys_, s)) or []]
     if saved is not None and not errors:
         saved.host_routes_added, saved.egress_applied = [], {}
         if os.path.isdir(data_dir):

@@ -12,10 +12,11 @@ import ipaddress
 import os
 from dataclasses import dataclass
 
-from deploy.state import COMPONENTS, Settings
+from deploy.state import Settings, node_key, process_keys
 from deploy.system import System
 
 APT = "apt-get install -y"
+INSTALL = "pocketkube install"
 TOOLS = {
     # tool: (package, why)
     "ip": ("iproute2", "network namespaces, veths, routes"),
@@ -25,6 +26,7 @@ TOOLS = {
     "iptables-restore": ("iptables", "the service proxy's rules in the node namespace"),
     "iptables-save": ("iptables", "the service proxy's rules in the node namespace"),
     "openssl": ("openssl", "the API server's TLS certificate (kubectl sends its token only over https)"),
+    "conntrack": ("conntrack", "the service proxy removes stale UDP flows"),
 }
 EGRESS_TOOLS = {"sysctl": ("procps", "--egress turns on IP forwarding in the machine's namespace")}
 
@@ -54,8 +56,25 @@ def check_tools(sys: System, egress: bool = False) -> list[Problem]:
     out = []
     for pkg, names in missing.items():
         why = tools[names[0]][1]
-        out.append(Problem(f"{', '.join(names)} not found ({why})", f"{APT} {pkg}"))
+        out.append(Problem(f"{', '.join(names)} not found ({why})", f"{INSTALL} (or: {APT} {pkg})"))
     return out
+
+
+def missing_packages(sys: System, egress: bool = True) -> list[str]:
+    """The Debian packages `pocketkube install` installs: those of every missing tool, and a C compiler with a
+    static libc when there is none (the runtime builds its small spawn helper with it; without one it falls
+    back to fork, which works but is slower)."""
+    tools = dict(TOOLS, **(EGRESS_TOOLS if egress else {}))
+    pkgs: list[str] = []
+    for tool, (pkg, _why) in tools.items():
+        if sys.which(tool) is None and pkg not in pkgs:
+            pkgs.append(pkg)
+    if sys.which("cc") is None and sys.which("gcc") is None:
+        pkgs += ["gcc", "libc6-dev"]
+    elif not any(sys.exists(p) for p in ("/usr/lib/x86_64-linux-gnu/libc.a", "/usr/lib/aarch64-linux-gnu/libc.a",
+                                          "/usr/lib/libc.a")):
+        pkgs.append("libc6-dev")
+    return pkgs
 
 
 def check_netns_support(sys: System) -> list[Problem]:
@@ -77,13 +96,14 @@ def running_components(sys: System, s: Settings) -> dict[str, int]:
 
     lay = s.layout
     out = {}
-    for name in COMPONENTS:
+    for name in process_keys(s.node_names) + ["supervisor"]:
         pid = read_pid(lay.pidfile(name))
         if sys.alive(pid, lay.marker):
             out[name] = pid
-    pid = read_pid(lay.runtime_pid)
-    if sys.alive(pid, lay.marker):
-        out["runtime"] = pid
+    for node in s.node_names:
+        pid = read_pid(lay.runtime_pid(node))
+        if sys.alive(pid, lay.marker):
+            out[node_key(node, "runtime")] = pid
     return out
 
 
@@ -92,8 +112,9 @@ def leftovers(sys: System, s: Settings) -> list[str]:
     from deploy.netsetup import link_exists
 
     out = []
-    if sys.exists(f"/run/netns/{s.netns}"):
-        out.append(f"network namespace {s.netns}")
+    for ns in [s.fabric_ns, s.legacy_netns] + [s.node_netns(n) for n in s.node_names]:
+        if sys.exists(f"/run/netns/{ns}"):
+            out.append(f"network namespace {ns}")
     if link_exists(sys, s.host_if):
         out.append(f"link {s.host_if}")
     return out
@@ -124,13 +145,13 @@ def check_networks(sys: System, s: Settings) -> list[Problem]:
         out.append(Problem(f"the node network {node_net} overlaps {_describe(clash)} already on this machine",
                            f"pick a free one: pocketkube up --node-network {other}"))
     if s.host_routes:
-        for flag, cidr in (("pod CIDR", s.pod_cidr), ("service CIDR", s.service_cidr)):
+        for flag, cidr in (("cluster CIDR", s.cluster_cidr), ("service CIDR", s.service_cidr)):
             net = ipaddress.ip_network(cidr)
             clash = [u for u in used if u.overlaps(net)]
             if clash:
                 out.append(Problem(f"the {flag} {net} overlaps {_describe(clash)} already routed on this "
                                    "machine, so pocketkube cannot add its host route",
-                                   "pocketkube up --no-host-routes (reach pods and services from inside the node "
+                                   "pocketkube up --no-host-routes (reach pods and services from inside a node "
                                    f"namespace: nsenter --net=/run/netns/{s.netns} ...), or free that range"))
     return out
 

@@ -4,7 +4,7 @@ Each component runs in a session of its own (``start_new_session``), with
 stdin from /dev/null and stdout+stderr appended to ``DIR/logs/<name>.log``,
 so it outlives the `pocketkube up` that started it and a terminal closing
 does not touch it. Its PID goes to ``DIR/run/<name>.pid``. Components in
-the node namespace are started through ``ip netns exec`` (proxy, DNS) or
+a node namespace are started through ``ip netns exec`` (proxy, agent, DNS) or
 ``nsenter --net`` (the kubelet: ``ip netns exec`` remounts /sys, which hides
 the cgroup hierarchies the runtime puts pods in); both exec the program,
 so the recorded PID is the component's own.
@@ -86,16 +86,16 @@ def stop_component(sys: System, layout: Layout, name: str, grace: float = 10.0) 
     return was
 
 
-def stop_runtime(sys: System, layout: Layout,
+def stop_runtime(sys: System, layout: Layout, socket_path: str, pid_path: str,
                  sandbox_remover: Callable[[str], tuple[int, list[str]]]) -> tuple[list[str], list[str]]:
-    """Every sandbox removed through the runtime (``kubelet.main.remove_all_sandboxes``), then the runtime
+    """Every sandbox removed through a node's runtime (``kubelet.main.remove_all_sandboxes``), then the runtime
     daemon stopped by its PID file; (what was done, errors)."""
     done, errors = [], []
-    n, errs = sandbox_remover(layout.runtime_socket)
+    n, errs = sandbox_remover(socket_path)
     errors += errs
     if n:
         done.append(f"{n} pod sandbox(es)")
-    if stop_pid(sys, read_pid(layout.runtime_pid), layout.marker, grace=10.0):
+    if stop_pid(sys, read_pid(pid_path), layout.marker, grace=10.0):
         done.append("runtime")
     return done, errors
 

@@ -5,22 +5,35 @@ Everything `pocketkube up --data-dir DIR` makes is named from DIR, so
 
 * the short id is the first 6 hex digits of sha256(absolute DIR), so two
   clusters with different data directories never share a name;
-* node namespace ``pk-<id>-node``; veth ``pkh<id>`` (host end) and
-  ``pkn<id>`` (node end); cgroups under ``pocketkube/pk-<id>-node``.
+* the fabric namespace ``pk-<id>-fabric`` (bridge ``br-fabric``), the
+  machine's veth ``pkh<id>`` into it; node namespaces ``pk-<id>-<node>``,
+  each with its fabric interface ``pkn<id>``; cgroups under
+  ``pocketkube/pk-<id>-<node>``.
+
+Nodes are numbered from 1 (``index``); node ``i`` has the node network's
+address ``network + 1 + i`` (the host end is ``network + 1``), so with the
+default 100.64.0.0/24: host 100.64.0.1, node-1 100.64.0.2, node-2 .3, ...
+An index is never reused while its node exists; `node add` takes the
+lowest free one.
 
 Files under DIR::
 
-    state.json          the settings below (written before anything is changed,
-                        so `down` can undo a half-finished `up`)
+    state.json          the settings below, with the nodes (written before anything
+                        is changed, so `down` can undo a half-finished `up`)
     kubeconfig          admin credentials for pkctl / kubectl (server 127.0.0.1)
-    node.kubeconfig     for the kubelet, proxy and DNS in the node namespace
-                        (server = host end of the node link)
     control-plane.kubeconfig   for the scheduler and controller-manager
+    proxy.kubeconfig, netd.kubeconfig, dns.kubeconfig   the node-side components'
+                        own identities (server = host end of the fabric link)
+    nodes/<node>/kubeconfig    the node's kubelet (``system:node:<node>``)
+    nodes/<node>/kubelet/      its root dir (runtime, pod logs, CNI state)
     tokens.csv          --token-auth-file of the API server (mode 0600)
-    kubelet-token       the token the API server presents to the kubelet
+    kubelet-token       the token the API server presents to the kubelets
     data/               the API server's SQLite database (kept by `down`)
-    kubelet/            the kubelet's root dir (runtime, pod logs, CNI state)
-    logs/<component>.log, run/<component>.pid
+    logs/<key>.log, run/<key>.pid   per process; a key is ``apiserver``,
+                        ``scheduler``, ... or ``<node>/kubelet``, ``<node>/proxy``,
+                        ``<node>/netd``; ``supervisor`` too
+    run/commands.json   every supervised process's command line (``deploy.supervise``)
+    run/restarts.json   restart counts, shown by `status`
 
 Settings given as flags win; otherwise the ones saved by the previous `up`
 are reused (so `up` after `down` brings back the same cluster), otherwise
@@ -38,20 +51,53 @@ from dataclasses import asdict, dataclass, field, fields
 DEFAULT_DATA_DIR = "/var/lib/pocketkube"
 DEFAULT_NODE_NETWORK = "100.64.0.0/24"
 DEFAULT_PORT = 6443
-DEFAULT_POD_CIDR = "10.244.1.0/24"
+DEFAULT_POD_CIDR = None          # from the controller-manager's node IPAM (--pod-cidr pins node-1's)
 DEFAULT_CLUSTER_CIDR = "10.244.0.0/16"
 DEFAULT_SERVICE_CIDR = "10.96.0.0/12"
 DEFAULT_NODE_NAME = "node-1"
+DEFAULT_BACKEND = "host-gw"
+BACKENDS = {"host-gw": 1500, "vxlan": 1450}      # backend -> pod MTU (fabric MTU 1500; VXLAN costs 50 bytes)
+FABRIC_MTU = 1500
+FABRIC_BRIDGE = "br-fabric"
 DNS_IP = "10.96.0.10"
 DNS_HEALTH_PORT = 8053
 KUBELET_PORT = 10250
 
-# Start order; `down` stops them in reverse (the kubelet's runtime is handled apart).
-COMPONENTS = ("apiserver", "controller-manager", "scheduler", "kubelet", "proxy", "dns")
+# Start order; `down` stops them in reverse (the kubelets' runtimes are handled apart).
+CLUSTER_COMPONENTS = ("apiserver", "controller-manager", "scheduler")
+NODE_COMPONENTS = ("kubelet", "proxy", "netd")
+COMPONENTS = ("apiserver", "controller-manager", "scheduler", "kubelet", "proxy", "netd", "dns")
+
+
+def node_key(node: str, component: str) -> str:
+    """The process key of a per-node component: ``node-1/kubelet`` (also its log and PID file path)."""
+    return f"{node}/{component}"
+
+
+def process_keys(node_names: list[str]) -> list[str]:
+    """Every supervised process, in start order: the control plane, each node's kubelet, proxy, netd, then DNS."""
+    keys = list(CLUSTER_COMPONENTS)
+    for n in node_names:
+        keys += [node_key(n, c) for c in NODE_COMPONENTS]
+    return keys + ["dns"]
 
 
 def short_id(data_dir: str) -> str:
     return hashlib.sha256(os.path.abspath(data_dir).encode()).hexdigest()[:6]
+
+
+def node_ip_of(node_network: str, index: int) -> str:
+    """Node ``index`` (from 1): the node network's address ``network + 1 + index``."""
+    net = ipaddress.ip_network(node_network, strict=True)
+    ip = net.network_address + 1 + index
+    if ip >= net.broadcast_address or index < 1:
+        raise ValueError(f"{node_network} has no address for node {index}")
+    return str(ip)
+
+
+def max_nodes(node_network: str) -> int:
+    net = ipaddress.ip_network(node_network, strict=True)
+    return max(0, net.num_addresses - 3)
 
 
 def node_addresses(node_network: str) -> tuple[str, str, int]:
@@ -88,9 +134,24 @@ class Layout:
     def kubeconfig(self) -> str:
         return self.path("kubeconfig")
 
+    def node_dir(self, node: str) -> str:
+        return self.path("nodes", node)
+
+    def node_kubeconfig(self, node: str) -> str:
+        """The node's kubelet credentials (``system:node:<node>``)."""
+        return self.path("nodes", node, "kubeconfig")
+
+    def component_kubeconfig(self, component: str) -> str:
+        """``proxy``, ``netd``, ``dns``: one identity each, shared by that component on every node."""
+        return self.path(f"{component}.kubeconfig")
+
     @property
-    def node_kubeconfig(self) -> str:
-        return self.path("node.kubeconfig")
+    def commands(self) -> str:
+        return self.path("run", "commands.json")
+
+    @property
+    def restarts(self) -> str:
+        return self.path("run", "restarts.json")
 
     @property
     def control_plane_kubeconfig(self) -> str:
@@ -108,32 +169,24 @@ class Layout:
     def db_dir(self) -> str:
         return self.path("data")
 
-    @property
-    def kubelet_root(self) -> str:
-        return self.path("kubelet")
+    def kubelet_root(self, node: str) -> str:
+        return self.path("nodes", node, "kubelet")
 
-    @property
-    def kubelet_run_dir(self) -> str:
+    def kubelet_run_dir(self, node: str) -> str:
         """The kubelet's default ``--run-dir`` (ROOT/run), a tmpfs it mounts."""
-        return self.path("kubelet", "run")
+        return os.path.join(self.kubelet_root(node), "run")
 
-    @property
-    def runtime_dir(self) -> str:
-        return self.path("kubelet", "runtime")
+    def runtime_pid(self, node: str) -> str:
+        return os.path.join(self.kubelet_root(node), "runtime", "runtime.pid")
 
-    @property
-    def runtime_pid(self) -> str:
-        return self.path("kubelet", "runtime", "runtime.pid")
+    def runtime_socket(self, node: str) -> str:
+        return os.path.join(self.kubelet_root(node), "runtime", "runtime.sock")
 
-    @property
-    def runtime_socket(self) -> str:
-        return self.path("kubelet", "runtime", "runtime.sock")
+    def log(self, key: str) -> str:
+        return self.path("logs", f"{key}.log")
 
-    def log(self, component: str) -> str:
-        return self.path("logs", f"{component}.log")
-
-    def pidfile(self, component: str) -> str:
-        return self.path("run", f"{component}.pid")
+    def pidfile(self, key: str) -> str:
+        return self.path("run", f"{key}.pid")
 
 
 @dataclass
@@ -143,24 +196,43 @@ class Settings:
     data_dir: str
     node_network: str = DEFAULT_NODE_NETWORK
     port: int = DEFAULT_PORT
-    pod_cidr: str = DEFAULT_POD_CIDR
+    pod_cidr: str | None = DEFAULT_POD_CIDR
     cluster_cidr: str = DEFAULT_CLUSTER_CIDR
     service_cidr: str = DEFAULT_SERVICE_CIDR
-    node_name: str = DEFAULT_NODE_NAME
+    node_name: str = DEFAULT_NODE_NAME          # the first node's name
+    backend: str = DEFAULT_BACKEND
     host_routes: bool = True
     egress: bool = False
-    # filled in by `up` while it works, read by `down`:
+    # [{"name": "node-1", "index": 1}, ...]; empty (a version-1 state) means one node named node_name
+    nodes: list[dict] = field(default_factory=list)
+    # filled in by `up` while it works, read by `down`: "CIDR via IP" (a bare CIDR: via the first node)
     host_routes_added: list[str] = field(default_factory=list)
     egress_applied: dict = field(default_factory=dict)
-    version: int = 1
+    version: int = 2
+
+    def __post_init__(self) -> None:
+        if not self.nodes:
+            self.nodes = [{"name": self.node_name, "index": 1}]
 
     @property
     def id(self) -> str:
         return short_id(self.data_dir)
 
+    # ------------------------------------------------------------ names
     @property
-    def netns(self) -> str:
+    def fabric_ns(self) -> str:
+        return f"pk-{self.id}-fabric"
+
+    @property
+    def legacy_netns(self) -> str:
+        """The one node namespace of a version-1 cluster (`down` removes it too)."""
         return f"pk-{self.id}-node"
+
+    def node_netns(self, node: str) -> str:
+        return f"pk-{self.id}-{node}"
+
+    def cgroup_root_of(self, node: str) -> str:
+        return f"pocketkube/{self.node_netns(node)}"
 
     @property
     def host_if(self) -> str:
@@ -168,27 +240,69 @@ class Settings:
 
     @property
     def node_if(self) -> str:
+        """Every node's fabric interface (one per node namespace, so one name does)."""
         return f"pkn{self.id}"
+
+    @staticmethod
+    def fabric_port(index: int) -> str:
+        """The fabric-namespace end of node ``index``'s veth."""
+        return f"node{index}"
+
+    HOST_PORT = "host"          # the fabric-namespace end of the machine's veth
 
     @property
     def host_ip(self) -> str:
         return node_addresses(self.node_network)[0]
 
     @property
-    def node_ip(self) -> str:
-        return node_addresses(self.node_network)[1]
-
-    @property
     def prefixlen(self) -> int:
         return node_addresses(self.node_network)[2]
 
     @property
-    def gateway(self) -> str:
-        return str(ipaddress.ip_network(self.pod_cidr).network_address + 1)
+    def mtu(self) -> int:
+        return BACKENDS.get(self.backend, FABRIC_MTU)
+
+    # ------------------------------------------------------------ nodes
+    @property
+    def node_names(self) -> list[str]:
+        return [n["name"] for n in self.nodes]
+
+    def node(self, name: str) -> dict:
+        for n in self.nodes:
+            if n["name"] == name:
+                return n
+        raise KeyError(name)
+
+    def ip_of(self, node: str) -> str:
+        return node_ip_of(self.node_network, int(self.node(node)["index"]))
+
+    @property
+    def first_node(self) -> str:
+        return self.nodes[0]["name"]
+
+    # the first node, under the one-node names the rest of `up` grew up with
+    @property
+    def netns(self) -> str:
+        return self.node_netns(self.first_node)
+
+    @property
+    def node_ip(self) -> str:
+        return self.ip_of(self.first_node)
 
     @property
     def cgroup_root(self) -> str:
-        return f"pocketkube/{self.netns}"
+        return self.cgroup_root_of(self.first_node)
+
+    def next_index(self) -> int:
+        used = {int(n["index"]) for n in self.nodes}
+        i = 1
+        while i in used:
+            i += 1
+        return i
+
+    @staticmethod
+    def default_node_name(index: int) -> str:
+        return f"node-{index}"
 
     @property
     def layout(self) -> Layout:
@@ -202,8 +316,10 @@ class Settings:
         except ValueError as e:
             errs.append(f"--node-network {e}")
         nets = {}
-        for flag, value in (("--pod-cidr", self.pod_cidr), ("--cluster-cidr", self.cluster_cidr),
-                            ("--service-cidr", self.service_cidr)):
+        cidrs = [("--cluster-cidr", self.cluster_cidr), ("--service-cidr", self.service_cidr)]
+        if self.pod_cidr:
+            cidrs.insert(0, ("--pod-cidr", self.pod_cidr))
+        for flag, value in cidrs:
             try:
                 n = ipaddress.ip_network(value, strict=True)
                 if n.version != 4:
@@ -224,9 +340,15 @@ class Settings:
                     errs.append(f"--node-network {self.node_network} overlaps {flag} {n}")
         if not 0 < self.port < 65536:
             errs.append(f"--port {self.port}: must be between 1 and 65535")
-        if not self.node_name or len(self.node_name) > 63 or not all(c.isalnum() or c in "-." for c in self.node_name) \
-                or self.node_name != self.node_name.lower():
-            errs.append(f"--node-name {self.node_name!r}: lower-case letters, digits, '-' and '.' only")
+        for name in self.node_names:
+            errs += node_name_problems(name)
+        if self.backend not in BACKENDS:
+            errs.append(f"--backend {self.backend!r}: one of {', '.join(BACKENDS)}")
+        if not errs and len(self.nodes) > max_nodes(self.node_network):
+            errs.append(f"--node-network {self.node_network} has room for {max_nodes(self.node_network)} node(s), "
+                        f"not {len(self.nodes)}")
+        if len(set(self.node_names)) != len(self.nodes):
+            errs.append("node names must be unique")
         return errs
 
     def to_json(self) -> dict:
@@ -236,6 +358,15 @@ class Settings:
     def from_json(cls, doc: dict) -> "Settings":
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in doc.items() if k in known})
+
+
+def node_name_problems(name: str) -> list[str]:
+    # a DNS label (it names a namespace, a directory and a cgroup too), short enough for pk-<id>-<name>
+    if not name or len(name) > 40 or not all(c.isalnum() or c == "-" for c in name) or name != name.lower() \
+            or name.startswith("-") or name.endswith("-") or name in ("fabric", "node"):
+        return [f"node name {name!r}: lower-case letters, digits and '-' only, at most 40 characters, "
+                "not 'fabric' or 'node'"]
+    return []
 
 
 def load_state(data_dir: str) -> Settings | None:
@@ -276,6 +407,7 @@ def resolve_settings(data_dir: str, saved: Settings | None, **flags) -> Settings
             if f.name in ("data_dir", "host_routes_added", "egress_applied"):
                 continue
             setattr(base, f.name, getattr(saved, f.name))
+        base.nodes = [dict(n) for n in saved.nodes]
         base.host_routes_added = list(saved.host_routes_added)
         base.egress_applied = dict(saved.egress_applied)
     for k, v in flags.items():

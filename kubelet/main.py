@@ -2,9 +2,12 @@
 
 Start order: make sure the node's runtime daemon answers (start it if not:
 ``pocketkube runtime`` in its own session, so it outlives this process),
-make sure a CNI config exists (write pocketkube's bridge config for the
-node's pod CIDR if the directory has none) and our plugin is installed in
-the CNI bin dir, register the Node (retrying until the API server answers),
+register the Node (retrying until the API server answers), make sure a CNI
+config exists (write pocketkube's bridge config for the node's pod CIDR, with
+``--cni-mtu`` if given, when the directory has none; without ``--pod-cidr``
+the pod CIDR is the Node's ``spec.podCIDR``, waited for until the
+controller-manager's node IPAM sets it) and our plugin is installed in the
+CNI bin dir,
 start the pod and service informers (pods filtered by
 ``spec.nodeName=<node>``), adopt whatever the runtime already runs, and serve
 the kubelet API. A garbage-collection pass every 10 s removes sandboxes of
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import json
 import logging
 import os
 import socket
@@ -38,6 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_connection_flags(p)
     p.add_argument("--pod-cidr", default=None, help="this node's pod CIDR, e.g. 10.244.1.0/24 "
                                                      "(default: the Node's spec.podCIDR)")
+    p.add_argument("--register-network-unavailable", action="store_true",
+                   help="register the Node with NetworkUnavailable=True and the node.kubernetes.io/network-"
+                        "unavailable:NoSchedule taint, for a cluster whose per-node network agent (pocketkube netd) "
+                        "clears the condition once the node's routes are up (default off)")
+    p.add_argument("--cni-mtu", type=int, default=None,
+                   help="MTU of pods' eth0 and the cni0 bridge in the default CNI config the kubelet writes "
+                        "(68-65535; default: the kernel's, 1500; an overlay needs its device's MTU)")
     p.add_argument("--node-ip", default=None, help="InternalIP to publish (default: first global IPv4 address)")
     p.add_argument("--address", default=None, help="address the kubelet API listens on (default: --node-ip)")
     p.add_argument("--port", type=int, default=10250, help="kubelet API port (default 10250)")
@@ -81,9 +92,23 @@ def first_ipv4() -> str | None:
     return None
 
 
+def _default_conflist_mtu(conf_dir: str) -> int | None:
+    """The MTU in the conflist an earlier run of the kubelet wrote (None if there is none or it has no MTU)."""
+    from kubelet.cni.invoke import DEFAULT_CONFLIST
+
+    try:
+        with open(os.path.join(conf_dir, DEFAULT_CONFLIST)) as f:
+            plugins = json.load(f).get("plugins") or [{}]
+        return plugins[0].get("mtu")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
+    if args.cni_mtu is not None and not 68 <= args.cni_mtu <= 65535:
+        _fail("--cni-mtu must be between 68 and 65535")
     if os.geteuid() != 0:
         _fail("must run as root (namespaces, cgroups, network)")
     node_name = args.node_name or socket.gethostname()
@@ -110,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     log.info("run directory %s (%s)%s", run, how, f"; moved {', '.join(moved)} there from {root}" if moved else "")
 
     from kubelet.cni.invoke import CNI, install_plugin, write_default_conflist
-    from kubelet.node import NodeAgent
+    from kubelet.node import NodeAgent, wait_for_pod_cidr
     from kubelet.pods import PodSyncer
     from kubelet.runtime.client import RuntimeUnavailable, ensure_runtime
     from kubelet.server import KubeletServer
@@ -126,7 +151,8 @@ def main(argv: list[str] | None = None) -> None:
 
     client = Client(config, timeout=30.0, user_agent="pocketkube-kubelet/0.1")
     agent = NodeAgent(client, node_name=node_name, node_ip=node_ip, pod_cidr=args.pod_cidr, port=args.port,
-                      capacity={"pods": str(args.max_pods)})
+                      capacity={"pods": str(args.max_pods)},
+                      register_network_unavailable=args.register_network_unavailable)
     node = None
     delay = 0.2
     while not stop.is_set():
@@ -139,6 +165,7 @@ def main(argv: list[str] | None = None) -> None:
             delay = min(delay * 2, 5.0)
     if node is None:
         return
+    agent.run()  # heartbeats from now on: the Lease stays fresh while the kubelet waits for its pod CIDR
     pod_cidr = args.pod_cidr or (node.get("spec") or {}).get("podCIDR")
     conf_dir = args.cni_conf_dir or os.path.join(root, "cni", "net.d")
     bin_dirs = (args.cni_bin_dir.split(":") if args.cni_bin_dir else
@@ -147,8 +174,17 @@ def main(argv: list[str] | None = None) -> None:
     has_conf = os.path.isdir(conf_dir) and any(f.endswith((".conflist", ".conf", ".json")) for f in os.listdir(conf_dir))
     if not has_conf:
         if not pod_cidr:
-            _fail(f"no CNI config in {conf_dir} and no pod CIDR (give --pod-cidr or set the Node's spec.podCIDR)")
-        write_default_conflist(conf_dir, pod_cidr, data_dir=os.path.join(run, "cni", "ipam"))
+            pod_cidr = wait_for_pod_cidr(client, node_name, stop)
+            if pod_cidr is None:
+                return
+        try:
+            ipaddress.ip_network(pod_cidr, strict=True)
+        except ValueError as e:
+            _fail(f"node {node_name}'s podCIDR: {e}")
+        write_default_conflist(conf_dir, pod_cidr, data_dir=os.path.join(run, "cni", "ipam"), mtu=args.cni_mtu)
+    elif args.cni_mtu is not None and _default_conflist_mtu(conf_dir) != args.cni_mtu:
+        log.warning("--cni-mtu %d is ignored: %s already has a CNI config (remove it to have the kubelet write "
+                    "its own)", args.cni_mtu, conf_dir)
     network = CNI(conf_dir, bin_dirs, os.path.join(run, "cni", "cache"))
     # Warm pyroute2 up now: it imports most of itself lazily on first use, and the first
     # sandboxes would otherwise wait on the import lock one after another (~0.5 s).
@@ -188,7 +224,6 @@ def main(argv: list[str] | None = None) -> None:
                            host=args.address or node_ip, port=args.port)
     server.start()
     syncer.start()
-    agent.run()
     log.info("kubelet %s running (node IP %s, pod CIDR %s, API on %s:%d, pid %d)", node_name, node_ip, pod_cidr,
              args.address or node_ip, args.port, os.getpid())
     try:

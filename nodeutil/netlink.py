@@ -8,6 +8,15 @@ everything they ask of the kernel goes through the small ``Netlink``
 interface below, so unit tests run that logic without root against
 ``FakeNetlink``, and the real one is tested end to end.
 
+The network agent (``netd``) adds the node-side state of a pod network:
+routes marked with a routing-protocol number of its own (``ip route ...
+proto N``; ownership is by that marker, as the proxy owns iptables chains by
+prefix), a VXLAN device made in the calling namespace (a VXLAN device keeps
+its UDP socket in the namespace that created it, so it is never created
+elsewhere and moved), permanent neighbour entries and FDB entries on it, and
+a link's MTU. Each read returns only what the agent owns, so a diff against
+it never touches anyone else's routes or entries.
+
 "Node namespace" means the network namespace of the calling thread (the
 kubelet runs in its node's namespace); pod namespaces are given by path
 (``/proc/<pid>/ns/net``, ``/var/run/netns/NAME``). The real implementation
@@ -50,6 +59,65 @@ class LinkInfo:
     addresses: list[str] = field(default_factory=list)  # "10.244.1.5/24"
 
 
+@dataclass(frozen=True)
+class RouteEntry:
+    """An IPv4 route of the main table: ``dst via gateway dev dev [onlink]``."""
+    dst: str                      # "10.244.2.0/24"
+    gateway: str | None
+    dev: str
+    onlink: bool = False
+
+
+@dataclass(frozen=True)
+class NeighEntry:
+    """A permanent neighbour (ARP) entry: ``ip neigh replace ip lladdr mac dev dev nud permanent``."""
+    dev: str
+    ip: str
+    mac: str
+
+
+@dataclass(frozen=True)
+class FdbEntry:
+    """A VXLAN forwarding entry: ``bridge fdb append mac dev dev dst dst self permanent``."""
+    dev: str
+    mac: str
+    dst: str
+
+
+@dataclass(frozen=True)
+class VxlanSpec:
+    """What a VXLAN device should be: ``ip link add name type vxlan id vni local local dev dev dstport port
+    nolearning`` with ``mtu``, ``mac``, and ``address`` (CIDR) as its only IPv4 address."""
+    name: str
+    vni: int
+    port: int
+    local: str
+    dev: str
+    mtu: int
+    mac: str
+    address: str
+
+
+@dataclass
+class VxlanInfo:
+    name: str
+    index: int
+    mac: str
+    vni: int
+    port: int
+    local: str | None
+    dev: str | None
+    learning: bool
+    mtu: int
+    up: bool
+    addresses: list[str] = field(default_factory=list)
+
+    def compatible(self, spec: VxlanSpec) -> bool:
+        """True when the device can stay (what cannot change without recreating it is as ``spec`` says)."""
+        return (self.vni, self.port, self.local, self.dev, self.learning) == (
+            spec.vni, spec.port, spec.local, spec.dev, False)
+
+
 class Netlink(Protocol):
     def ensure_bridge(self, name: str, address: str | None, mtu: int | None = None) -> LinkInfo:
         """Bridge ``name`` exists, is up and has ``address`` (CIDR, if given); tolerates any of it done already."""
@@ -74,6 +142,47 @@ class Netlink(Protocol):
 
     def delete_link(self, name: str) -> bool:
         """Delete a node-namespace link; False if it was not there."""
+
+    # -- the network agent's (netd) state, all in the node namespace
+    def link_mtu(self, name: str) -> int | None:
+        """The MTU of link ``name``, None if there is no such link."""
+
+    def link_with_address(self, ip: str) -> str | None:
+        """The name of the link holding IPv4 address ``ip``, None if none does."""
+
+    def vxlan(self, name: str) -> VxlanInfo | None:
+        """VXLAN device ``name`` as the kernel has it; None if absent; OSError(EEXIST) if it is another kind."""
+
+    def ensure_vxlan(self, spec: VxlanSpec) -> VxlanInfo:
+        """Device ``spec.name`` as in ``spec``, up, created in this namespace if absent; an incompatible one is
+        recreated; MTU and address are corrected in place (a kept device keeps its MAC)."""
+
+    def owned_routes(self, protocol: int) -> list[RouteEntry]:
+        """The main table's IPv4 routes marked with ``protocol``."""
+
+    def replace_route(self, route: RouteEntry, protocol: int) -> None:
+        """``ip route replace ... proto protocol``."""
+
+    def delete_route(self, route: RouteEntry, protocol: int) -> bool:
+        """Delete a route marked ``protocol``; False if it was not there."""
+
+    def neighbours(self, dev: str) -> list[NeighEntry]:
+        """The permanent IPv4 neighbour entries on ``dev`` ([] if there is no such link)."""
+
+    def replace_neighbour(self, neigh: NeighEntry) -> None:
+        """A permanent neighbour entry (replacing one for the same address)."""
+
+    def delete_neighbour(self, neigh: NeighEntry) -> bool:
+        """False if it was not there."""
+
+    def fdb_entries(self, dev: str) -> list[FdbEntry]:
+        """The FDB entries with a remote (``dst``) on ``dev`` ([] if there is no such link)."""
+
+    def add_fdb(self, entry: FdbEntry) -> None:
+        """Append a remote for a MAC (idempotent)."""
+
+    def delete_fdb(self, entry: FdbEntry) -> bool:
+        """Remove one remote of a MAC; False if it was not there."""
 
 
 # ---------------------------------------------------------------- real
@@ -334,6 +443,192 @@ class RealNetlink:
                 raise
             return True
 
+    # ------------------------------------------------ the network agent's state
+    # All on IPRoute: these run once per Node change, not per pod, so its cost does not matter.
+    NUD_PERMANENT = 0x80
+    RTNH_F_ONLINK = 4
+
+    def link_mtu(self, name: str) -> int | None:
+        with self._ipr() as ipr:
+            try:
+                msg = ipr.link("get", ifname=name)[0]
+            except Exception as e:  # noqa: BLE001
+                if _is_errno(e, errno.ENODEV):
+                    return None
+                raise
+            return msg.get_attr("IFLA_MTU")
+
+    def link_with_address(self, ip: str) -> str | None:
+        with self._ipr() as ipr:
+            for a in ipr.get_addr(family=socket.AF_INET):
+                if a.get_attr("IFA_LOCAL") == ip or a.get_attr("IFA_ADDRESS") == ip:
+                    links = ipr.get_links(a["index"])
+                    return links[0].get_attr("IFLA_IFNAME") if links else None
+        return None
+
+    def _names(self, ipr) -> dict[int, str]:
+        return {m["index"]: m.get_attr("IFLA_IFNAME") for m in ipr.get_links()}
+
+    def _vxlan(self, ipr, name: str) -> VxlanInfo | None:
+        try:
+            msg = ipr.link("get", ifname=name)[0]
+        except Exception as e:  # noqa: BLE001
+            if _is_errno(e, errno.ENODEV):
+                return None
+            raise
+        linkinfo = msg.get_attr("IFLA_LINKINFO")
+        kind = linkinfo.get_attr("IFLA_INFO_KIND") if linkinfo is not None else None
+        if kind != "vxlan":
+            raise OSError(errno.EEXIST, f"{name} exists and is a {kind or 'non-vxlan'} link, not a vxlan device")
+        data = linkinfo.get_attr("IFLA_INFO_DATA")
+        dev_index = data.get_attr("IFLA_VXLAN_LINK")
+        dev = None
+        if dev_index:
+            lower = ipr.get_links(dev_index)
+            dev = lower[0].get_attr("IFLA_IFNAME") if lower else None
+        addrs = [f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}"
+                 for a in ipr.get_addr(family=socket.AF_INET, index=msg["index"])]
+        return VxlanInfo(name=name, index=msg["index"], mac=msg.get_attr("IFLA_ADDRESS") or "",
+                         vni=data.get_attr("IFLA_VXLAN_ID"), port=data.get_attr("IFLA_VXLAN_PORT"),
+                         local=data.get_attr("IFLA_VXLAN_LOCAL"), dev=dev,
+                         learning=bool(data.get_attr("IFLA_VXLAN_LEARNING")), mtu=msg.get_attr("IFLA_MTU"),
+                         up=bool(msg["flags"] & 1), addresses=addrs)
+
+    def vxlan(self, name: str) -> VxlanInfo | None:
+        with self._ipr() as ipr:
+            return self._vxlan(ipr, name)
+
+    def ensure_vxlan(self, spec: VxlanSpec) -> VxlanInfo:
+        with self._ipr() as ipr:
+            info = self._vxlan(ipr, spec.name)
+            if info is not None and not info.compatible(spec):
+                ipr.link("del", index=info.index)
+                info = None
+            if info is None:
+                dev = self._index(ipr, spec.dev)
+                if dev is None:
+                    raise OSError(errno.ENODEV, f"{spec.dev} (the VXLAN device's underlay) not found")
+                # Created here, in the calling namespace: the device's UDP socket lives where it is made.
+                ipr.link("add", ifname=spec.name, kind="vxlan", vxlan_id=spec.vni, vxlan_local=spec.local,
+                         vxlan_link=dev, vxlan_port=spec.port, vxlan_learning=0, address=spec.mac, mtu=spec.mtu)
+                info = self._vxlan(ipr, spec.name)
+            if info.mtu != spec.mtu:
+                ipr.link("set", index=info.index, mtu=spec.mtu)
+            want = ipaddress.ip_interface(spec.address)
+            for a in info.addresses:
+                if a != str(want):
+                    cur = ipaddress.ip_interface(a)
+                    ipr.addr("del", index=info.index, address=str(cur.ip), prefixlen=cur.network.prefixlen)
+            if str(want) not in info.addresses:
+                ipr.addr("add", index=info.index, address=str(want.ip), prefixlen=want.network.prefixlen)
+            if not info.up:
+                ipr.link("set", index=info.index, state="up")
+            return self._vxlan(ipr, spec.name)
+
+    def owned_routes(self, protocol: int) -> list[RouteEntry]:
+        with self._ipr() as ipr:
+            msgs = [m for m in ipr.route("dump", family=socket.AF_INET, table=254)
+                    if m["proto"] == protocol and m.get_attr("RTA_TABLE", m["table"]) == 254]
+            names = self._names(ipr) if msgs else {}
+        out = []
+        for m in msgs:
+            dst = m.get_attr("RTA_DST") or "0.0.0.0"
+            out.append(RouteEntry(dst=f"{dst}/{m['dst_len']}", gateway=m.get_attr("RTA_GATEWAY"),
+                                  dev=names.get(m.get_attr("RTA_OIF"), ""),
+                                  onlink=bool(m["flags"] & self.RTNH_F_ONLINK)))
+        return out
+
+    def _route_args(self, ipr, route: RouteEntry, protocol: int) -> dict:
+        oif = self._index(ipr, route.dev)
+        if oif is None:
+            raise OSError(errno.ENODEV, f"{route.dev} not found (route to {route.dst})")
+        kw: dict = {"dst": route.dst, "oif": oif, "proto": protocol, "table": 254}
+        if route.gateway:
+            kw["gateway"] = route.gateway
+        if route.onlink:
+            kw["flags"] = self.RTNH_F_ONLINK
+        return kw
+
+    def replace_route(self, route: RouteEntry, protocol: int) -> None:
+        with self._ipr() as ipr:
+            ipr.route("replace", **self._route_args(ipr, route, protocol))
+
+    def delete_route(self, route: RouteEntry, protocol: int) -> bool:
+        with self._ipr() as ipr:
+            try:
+                ipr.route("del", **self._route_args(ipr, route, protocol))
+            except OSError as e:
+                if e.errno == errno.ENODEV:    # its device went: so did the route
+                    return False
+                raise
+            except Exception as e:  # noqa: BLE001
+                if _is_errno(e, errno.ESRCH, errno.ENOENT):
+                    return False
+                raise
+            return True
+
+    def neighbours(self, dev: str) -> list[NeighEntry]:
+        with self._ipr() as ipr:
+            idx = self._index(ipr, dev)
+            if idx is None:
+                return []
+            return [NeighEntry(dev, m.get_attr("NDA_DST"), m.get_attr("NDA_LLADDR"))
+                    for m in ipr.neigh("dump", ifindex=idx, family=socket.AF_INET)
+                    if m["ifindex"] == idx and m["state"] & self.NUD_PERMANENT and m.get_attr("NDA_LLADDR")]
+
+    def replace_neighbour(self, neigh: NeighEntry) -> None:
+        with self._ipr() as ipr:
+            idx = self._index(ipr, neigh.dev)
+            if idx is None:
+                raise OSError(errno.ENODEV, f"{neigh.dev} not found")
+            ipr.neigh("replace", dst=neigh.ip, lladdr=neigh.mac, ifindex=idx, state=self.NUD_PERMANENT)
+
+    def delete_neighbour(self, neigh: NeighEntry) -> bool:
+        with self._ipr() as ipr:
+            idx = self._index(ipr, neigh.dev)
+            if idx is None:
+                return False
+            try:
+                ipr.neigh("del", dst=neigh.ip, lladdr=neigh.mac, ifindex=idx)
+            except Exception as e:  # noqa: BLE001
+                if _is_errno(e, errno.ENOENT, errno.ESRCH):
+                    return False
+                raise
+            return True
+
+    def fdb_entries(self, dev: str) -> list[FdbEntry]:
+        with self._ipr() as ipr:
+            idx = self._index(ipr, dev)
+            if idx is None:
+                return []
+            return [FdbEntry(dev, m.get_attr("NDA_LLADDR"), m.get_attr("NDA_DST"))
+                    for m in ipr.fdb("dump", ifindex=idx)
+                    if m["ifindex"] == idx and m.get_attr("NDA_DST") and m.get_attr("NDA_LLADDR")]
+
+    def add_fdb(self, entry: FdbEntry) -> None:
+        with self._ipr() as ipr:
+            idx = self._index(ipr, entry.dev)
+            if idx is None:
+                raise OSError(errno.ENODEV, f"{entry.dev} not found")
+            try:
+                ipr.fdb("append", ifindex=idx, lladdr=entry.mac, dst=entry.dst)
+            except Exception as e:  # noqa: BLE001 - there already
+                if not _is_errno(e, errno.EEXIST):
+                    raise
+
+    def delete_fdb(self, entry: FdbEntry) -> bool:
+        with self._ipr() as ipr:
+            idx = self._index(ipr, entry.dev)
+            if idx is None:
+                return False
+            try:
+                ipr.fdb("del", ifindex=idx, lladdr=entry.mac, dst=entry.dst)
+            except Exception as e:  # noqa: BLE001
+                if _is_errno(e, errno.ENOENT, errno.ESRCH):
+                    return False
+                raise
+            return True
+
 
 # ---------------------------------------------------------------- fake
 class FakeNetlink:
@@ -354,6 +649,11 @@ class FakeNetlink:
         self.calls: list[tuple] = []
         self.fail: dict[str, BaseException] = {}
         self._next = 100
+        self.mtus: dict[str, int] = {}
+        self.vxlans: dict[str, VxlanSpec] = {}
+        self.node_routes: dict[str, tuple[RouteEntry, int]] = {}
+        self.neighs: dict[tuple[str, str], NeighEntry] = {}
+        self.fdb: set[FdbEntry] = set()
 
     def add_netns(self, path: str) -> None:
         with self.lock:
@@ -457,7 +757,137 @@ class FakeNetlink:
             peer = getattr(link, "_peer", None)
             if peer and peer[0] in self.links:
                 self.links[peer[0]].pop(peer[1], None)
+            self._drop_link(name)         # and the routes and entries on it, as the kernel does
+            return True
+
+    # ------------------------------------------------ the network agent's state
+    # ``node_routes`` maps dst -> (RouteEntry, protocol); a replace of an equal route keeps the stored
+    # object, any other write stores a new one (tests check "unchanged" by identity). Deleting a link
+    # drops its routes, neighbours and FDB entries, as the kernel does.
+    def add_link(self, name: str, *, kind: str = "veth", mtu: int = 1500, addresses: list[str] | None = None,
+                 up: bool = True) -> LinkInfo:
+        """Test set-up: a node-namespace link (the fabric interface)."""
+        with self.lock:
+            link = self.links[self.NODE][name] = LinkInfo(name, self._next, self._mac(), kind=kind, up=up,
+                                                          addresses=list(addresses or []))
+            self.mtus[name] = mtu
+            return link
+
+    def _node_link(self, name: str) -> LinkInfo:
+        link = self.links[self.NODE].get(name)
+        if link is None:
+            raise OSError(errno.ENODEV, f"{name} not found")
+        return link
+
+    def link_mtu(self, name: str) -> int | None:
+        with self.lock:
+            if name not in self.links[self.NODE]:
+                return None
+            return self.mtus.get(name, 1500)
+
+    def link_with_address(self, ip: str) -> str | None:
+        with self.lock:
+            for link in self.links[self.NODE].values():
+                if any(a.split("/")[0] == ip for a in link.addresses):
+                    return link.name
+            return None
+
+    def vxlan(self, name: str) -> VxlanInfo | None:
+        with self.lock:
+            return self._vxlan_locked(name)
+
+    def _vxlan_locked(self, name: str) -> VxlanInfo | None:
+        link = self.links[self.NODE].get(name)
+        if link is None:
+            return None
+        if link.kind != "vxlan":
+            raise OSError(errno.EEXIST, f"{name} exists and is not a vxlan device")
+        v = self.vxlans[name]
+        return VxlanInfo(name, link.index, link.mac, v.vni, v.port, v.local, v.dev, False, self.mtus[name],
+                         link.up, list(link.addresses))
+
+    def ensure_vxlan(self, spec: VxlanSpec) -> VxlanInfo:
+        with self.lock:
+            self._call("ensure_vxlan", spec)
+            info = self._vxlan_locked(spec.name)
+            if info is not None and not info.compatible(spec):
+                self._drop_link(spec.name)
+                info = None
+            if info is None:
+                self._node_link(spec.dev)
+                self._next += 1
+                self.links[self.NODE][spec.name] = LinkInfo(spec.name, self._next, spec.mac, kind="vxlan")
+                self.vxlans[spec.name] = spec
+                self.mtus[spec.name] = spec.mtu
+            link = self.links[self.NODE][spec.name]
+            self.mtus[spec.name] = spec.mtu
+            link.addresses = [spec.address]
+            link.up = True
+            return self._vxlan_locked(spec.name)
+
+    def _drop_link(self, name: str) -> None:
+        self.links[self.NODE].pop(name, None)
+        self.vxlans.pop(name, None)
+        self.node_routes = {d: r for d, r in self.node_routes.items() if r[0].dev != name}
+        self.neighs = {k: n for k, n in self.neighs.items() if n.dev != name}
+        self.fdb = {e for e in self.fdb if e.dev != name}
+
+    def owned_routes(self, protocol: int) -> list[RouteEntry]:
+        with self.lock:
+            return [r for r, proto in self.node_routes.values() if proto == protocol]
+
+    def replace_route(self, route: RouteEntry, protocol: int) -> None:
+        with self.lock:
+            self._call("replace_route", route)
+            self._node_link(route.dev)
+            old = self.node_routes.get(route.dst)
+            if old is not None and old[0] == route and old[1] == protocol:
+                return                    # the kernel's replace of an identical route changes nothing
+            self.node_routes[route.dst] = (route, protocol)
+
+    def delete_route(self, route: RouteEntry, protocol: int) -> bool:
+        with self.lock:
+            self._call("delete_route", route)
+            old = self.node_routes.get(route.dst)
+            if old is None or old[1] != protocol:
+                return False
+            del self.node_routes[route.dst]
+            return True
+
+    def neighbours(self, dev: str) -> list[NeighEntry]:
+        with self.lock:
+            return [n for n in self.neighs.values() if n.dev == dev]
+
+    def replace_neighbour(self, neigh: NeighEntry) -> None:
+        with self.lock:
+            self._call("replace_neighbour", neigh)
+            self._node_link(neigh.dev)
+            if self.neighs.get((neigh.dev, neigh.ip)) != neigh:
+                self.neighs[(neigh.dev, neigh.ip)] = neigh
+
+    def delete_neighbour(self, neigh: NeighEntry) -> bool:
+        with self.lock:
+            self._call("delete_neighbour", neigh)
+            return self.neighs.pop((neigh.dev, neigh.ip), None) is not None
+
+    def fdb_entries(self, dev: str) -> list[FdbEntry]:
+        with self.lock:
+            return sorted((e for e in self.fdb if e.dev == dev), key=lambda e: (e.mac, e.dst))
+
+    def add_fdb(self, entry: FdbEntry) -> None:
+        with self.lock:
+            self._call("add_fdb", entry)
+            self._node_link(entry.dev)
+            self.fdb.add(entry)
+
+    def delete_fdb(self, entry: FdbEntry) -> bool:
+        with self.lock:
+            self._call("delete_fdb", entry)
+            if entry not in self.fdb:
+                return False
+            self.fdb.discard(entry)
             return True
 
 
-__all__ = ["Netlink", "RealNetlink", "FakeNetlink", "LinkInfo", "NetnsNotFound", "netns_socket", "bridge_mac"]
+__all__ = ["Netlink", "RealNetlink", "FakeNetlink", "LinkInfo", "NetnsNotFound", "netns_socket", "bridge_mac",
+           "RouteEntry", "NeighEntry", "FdbEntry", "VxlanSpec", "VxlanInfo"]

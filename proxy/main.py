@@ -34,7 +34,9 @@ log = logging.getLogger("proxy")
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pocketkube proxy",
                                 description="Run the pocketkube service proxy (iptables mode) for one node.")
-    p.add_argument("--node-name", default=None, help="the node this proxy programs (default: hostname)")
+    p.add_argument("--node-name", default=None,
+                   help="the node this proxy programs; endpoints with this nodeName are its local ones, the only "
+                        "ones a Local traffic policy uses (default: hostname)")
     add_connection_flags(p)
     p.add_argument("--cluster-cidr", default="10.244.0.0/16",
                    help="pod CIDR; service traffic from outside it is masqueraded (default 10.244.0.0/16)")
@@ -84,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     informers = SharedInformers(client)
     services = informers.informer_for(R.SERVICES)
     endpoints = informers.informer_for(R.ENDPOINTS)
-    proxier = Proxier(runner, conntrack, Config(cluster_cidr=cidr, masquerade_all=args.masquerade_all),
+    proxier = Proxier(runner, conntrack, Config(cluster_cidr=cidr, masquerade_all=args.masquerade_all, node_name=node),
                       services=services.store.list, endpoints=endpoints.store.list,
                       min_sync_period=args.min_sync_period, sync_period=args.sync_period)
     for inf in (services, endpoints):

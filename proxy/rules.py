@@ -8,21 +8,27 @@ cluster::
     nat PREROUTING, OUTPUT -> KUBE-SERVICES
         KUBE-SERVICES   -d <clusterIP> -p <proto> --dport <port> -> KUBE-SVC-<hash>   (one per service port
                         ... last: -m addrtype --dst-type LOCAL -> KUBE-NODEPORTS       with endpoints)
+                        -d <externalIP | loadBalancer IP> ... -> KUBE-EXT-<hash>
         KUBE-NODEPORTS  -p <proto> --dport <nodePort> -> KUBE-EXT-<hash>
-        KUBE-EXT-<hash> -> KUBE-MARK-MASQ, then -> KUBE-SVC-<hash>   (external traffic is always SNATed)
+        KUBE-EXT-<hash> externalTrafficPolicy Cluster: -> KUBE-MARK-MASQ, then -> KUBE-SVC-<hash>
+                        Local: pods (-s <clusterCIDR>) and the node (--src-type LOCAL, masqueraded)
+                        -> KUBE-SVC-<hash>; everyone else -> KUBE-SVL-<hash>, source kept
         KUBE-SVC-<hash> ! -s <clusterCIDR> ... -> KUBE-MARK-MASQ      (off-cluster clients are SNATed)
                         [ClientIP affinity: -m recent --rcheck --seconds T --reap -> KUBE-SEP-x, per endpoint]
                         -m statistic --mode random --probability 1/n -> KUBE-SEP-<hash>   (n = endpoints left)
+        KUBE-SVL-<hash> the same over this node's endpoints only (a Local policy; the endpoint's nodeName)
         KUBE-SEP-<hash> -s <podIP> -> KUBE-MARK-MASQ                  (hairpin: a pod reaching itself)
                         [-m recent --set] -> DNAT --to-destination <podIP>:<port>
         KUBE-MARK-MASQ  -> MARK 0x4000
     nat POSTROUTING -> KUBE-POSTROUTING: marked packets are MASQUERADEd
     filter INPUT/FORWARD/OUTPUT (NEW) -> KUBE-SERVICES / KUBE-EXTERNAL-SERVICES:
-                        REJECT for service ports without endpoints ("connection refused" at once)
+                        REJECT for service ports without endpoints ("connection refused" at once),
+                        DROP where a Local policy finds none on this node ("has no local endpoints")
     filter FORWARD -> KUBE-FORWARD: accept marked and established service traffic
 
 Hashed names follow kube-proxy exactly: ``KUBE-SVC-`` + the first 16
-characters of base32(sha256(servicePortName + protocol)), and ``KUBE-SEP-``
+characters of base32(sha256(servicePortName + protocol)) (``KUBE-SVL-`` and
+``KUBE-EXT-`` the same with their prefix), and ``KUBE-SEP-``
 over servicePortName + protocol + "ip:port", so they are deterministic,
 unique per service port / endpoint, and 25 characters long (iptables allows
 28). Ownership is by name: the proxy only ever touches the fixed chains
@@ -49,6 +55,7 @@ KUBE_MARK_MASQ = "KUBE-MARK-MASQ"
 KUBE_POSTROUTING = "KUBE-POSTROUTING"
 KUBE_FORWARD = "KUBE-FORWARD"
 SVC_PREFIX = "KUBE-SVC-"
+SVL_PREFIX = "KUBE-SVL-"
 SEP_PREFIX = "KUBE-SEP-"
 EXT_PREFIX = "KUBE-EXT-"
 
@@ -57,7 +64,7 @@ FIXED_CHAINS = {
     "filter": (KUBE_SERVICES, KUBE_EXTERNAL_SERVICES, KUBE_FORWARD),
     "nat": (KUBE_SERVICES, KUBE_NODEPORTS, KUBE_MARK_MASQ, KUBE_POSTROUTING),
 }
-HASHED_PREFIXES = (SVC_PREFIX, SEP_PREFIX, EXT_PREFIX)
+HASHED_PREFIXES = (SVC_PREFIX, SVL_PREFIX, SEP_PREFIX, EXT_PREFIX)
 BUILTIN_CHAINS = {
     "filter": ("INPUT", "FORWARD", "OUTPUT"),
     "nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"),
@@ -106,6 +113,11 @@ def svc_chain(port_name: str, protocol: str) -> str:
     return SVC_PREFIX + _hash16(port_name + protocol.lower())
 
 
+def svl_chain(port_name: str, protocol: str) -> str:
+    """The service port's chain of this node's endpoints only (a traffic policy of ``Local``)."""
+    return SVL_PREFIX + _hash16(port_name + protocol.lower())
+
+
 def ext_chain(port_name: str, protocol: str) -> str:
     return EXT_PREFIX + _hash16(port_name + protocol.lower())
 
@@ -122,6 +134,7 @@ class Config:
     cluster_cidr: str | None = "10.244.0.0/16"  # traffic from outside it is masqueraded
     masquerade_bit: int = 14
     masquerade_all: bool = False
+    node_name: str | None = None  # endpoints whose nodeName is this one are "local"
 
     @property
     def mark(self) -> str:
@@ -133,6 +146,7 @@ class Config:
 class Endpoint:
     ip: str
     port: int
+    local: bool = False  # on this proxy's node (the address's nodeName is Config.node_name)
 
     def __str__(self) -> str:
         return f"{self.ip}:{self.port}"
@@ -152,6 +166,17 @@ class ServicePort:
     affinity_timeout: int   # 0 = no ClientIP affinity
     endpoints: tuple[Endpoint, ...] = ()
     external_ips: tuple[str, ...] = ()
+    lb_ips: tuple[str, ...] = ()          # status.loadBalancer.ingress[].ip
+    external_local: bool = False          # externalTrafficPolicy: Local (externally reachable ports only)
+    internal_local: bool = False          # internalTrafficPolicy: Local
+
+    @property
+    def externally_accessible(self) -> bool:
+        return bool(self.node_port or self.external_ips or self.lb_ips)
+
+    @property
+    def local_endpoints(self) -> tuple[Endpoint, ...]:
+        return tuple(e for e in self.endpoints if e.local)
 
     @property
     def key(self) -> str:
@@ -174,12 +199,14 @@ def _valid_ipv4(ip: str | None) -> bool:
     return _ipv4_key(ip) is not None
 
 
-def service_ports(service: dict, endpoints: dict | None) -> list[ServicePort]:
+def service_ports(service: dict, endpoints: dict | None, node_name: str | None = None) -> list[ServicePort]:
     """Flatten a Service and its Endpoints into the ports the proxy programs.
 
     Only ready addresses (``addresses``) receive traffic; an endpoint port is
-    matched to the service port by name, as kube-proxy does. Headless and
-    ExternalName services have nothing to program.
+    matched to the service port by name, as kube-proxy does. An address whose
+    ``nodeName`` is ``node_name`` is local (what the ``Local`` traffic
+    policies keep). Headless and ExternalName services have nothing to
+    program.
     """
     md = service.get("metadata") or {}
     spec = service.get("spec") or {}
@@ -194,6 +221,13 @@ def service_ports(service: dict, endpoints: dict | None) -> list[ServicePort]:
                        .get("timeoutSeconds")) or 10800)
     node_ports = spec.get("type") in ("NodePort", "LoadBalancer")
     external_ips = tuple(ip for ip in spec.get("externalIPs") or [] if _valid_ipv4(ip))
+    lb_ips: tuple[str, ...] = ()
+    if spec.get("type") == "LoadBalancer":
+        ingress = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+        lb_ips = tuple(dict.fromkeys(i["ip"] for i in ingress if isinstance(i, dict) and _valid_ipv4(i.get("ip"))))
+    externally = node_ports or bool(external_ips) or bool(lb_ips)
+    external_local = externally and spec.get("externalTrafficPolicy") == "Local"
+    internal_local = spec.get("internalTrafficPolicy") == "Local"
     out = []
     for sp in spec.get("ports") or []:
         name = sp.get("name") or ""
@@ -209,14 +243,16 @@ def service_ports(service: dict, endpoints: dict | None) -> list[ServicePort]:
                 for addr in subset.get("addresses") or []:
                     packed = _ipv4_key(addr.get("ip"))
                     if packed is not None:
-                        eps[(packed, int(number))] = Endpoint(addr["ip"], int(number))
+                        local = node_name is not None and addr.get("nodeName") == node_name
+                        eps[(packed, int(number))] = Endpoint(addr["ip"], int(number), local)
         out.append(ServicePort(
             namespace=md.get("namespace", ""), name=md.get("name", ""), port_name=name, protocol=protocol,
             port=int(sp.get("port") or 0), cluster_ip=cluster_ip,
             node_port=int(sp["nodePort"]) if node_ports and sp.get("nodePort") else None,
             affinity_timeout=timeout,
             endpoints=tuple(eps[k] for k in sorted(eps)),
-            external_ips=external_ips,
+            external_ips=external_ips, lb_ips=lb_ips,
+            external_local=external_local, internal_local=internal_local,
         ))
     return out
 
@@ -269,61 +305,126 @@ def _proto(protocol: str) -> str:
     return f"-p {p} -m {p}"
 
 
+def _reject_or_drop(r: ServiceRules, sp: ServicePort, proto: str, comment: str, target: str, *,
+                    internal: bool, external: bool) -> None:
+    """Filter rules for traffic that has nowhere to go: REJECT (no endpoints at all, "connection refused" at
+    once) or DROP (endpoints, but none on this node for a ``Local`` policy), as kube-proxy."""
+    key = sp.key
+    verdict = f"-j {target}" + (" --reject-with icmp-port-unreachable" if target == "REJECT" else "")
+    if internal:
+        r.filter_services.append(f"-A {KUBE_SERVICES} -d {sp.cluster_ip}/32 {_comment(key + comment)} {proto} "
+                                 f"--dport {sp.port} {verdict}")
+    if not external:
+        return
+    for ip in sp.external_ips + sp.lb_ips:
+        r.filter_external.append(f"-A {KUBE_EXTERNAL_SERVICES} -d {ip}/32 {_comment(key + comment)} {proto} "
+                                 f"--dport {sp.port} {verdict}")
+    if sp.node_port:
+        r.filter_external.append(f"-A {KUBE_EXTERNAL_SERVICES} {_comment(key + comment)} -m addrtype "
+                                 f"--dst-type LOCAL {proto} --dport {sp.node_port} {verdict}")
+
+
+def _spread(chain: str, sp: ServicePort, seps: list[tuple[Endpoint, str]]) -> list[str]:
+    """A policy chain's rules: ClientIP affinity checks, then one random pick per endpoint (1/n of those left)."""
+    key = sp.key
+    rules: list[str] = []
+    if sp.affinity_timeout:
+        for ep, sep in seps:
+            rules.append(f"-A {chain} {_comment(f'{key} -> {ep}')} -m recent --name {sep} --rcheck "
+                         f"--seconds {sp.affinity_timeout} --reap -j {sep}")
+    n = len(seps)
+    for i, (ep, sep) in enumerate(seps):
+        left = n - i
+        if left > 1:
+            rules.append(f"-A {chain} {_comment(f'{key} -> {ep}')} -m statistic --mode random "
+                         f"--probability {1.0 / left:0.10f} -j {sep}")
+        else:
+            rules.append(f"-A {chain} {_comment(f'{key} -> {ep}')} -j {sep}")
+    return rules
+
+
 def build_service(ports: Iterable[ServicePort], cfg: Config) -> ServiceRules:
-    """The rules of one service (all its ports); pure and deterministic."""
+    """The rules of one service (all its ports); pure and deterministic.
+
+    The traffic policies follow kube-proxy: ``KUBE-SVC-`` spreads over every
+    endpoint (policy ``Cluster``), ``KUBE-SVL-`` over this node's only
+    (``Local``). Cluster-IP traffic goes to the chain of
+    ``internalTrafficPolicy``; external traffic (node ports, external IPs,
+    load-balancer IPs) to ``KUBE-EXT-``, which for ``Cluster`` marks it for
+    masquerade (the reply must come back through this node, which may have
+    sent it to another) and for ``Local`` keeps the client's address, jumps
+    to ``KUBE-SVL-`` and, with no local endpoint, lets the filter table DROP
+    it ("has no local endpoints"); pods and the node itself reaching an
+    external address of a ``Local`` service are still served by every
+    endpoint (the node's own traffic masqueraded), as upstream.
+    """
     r = ServiceRules(ports=tuple(ports))
     for sp in r.ports:
         key = sp.key
         proto = _proto(sp.protocol)
-        svc = svc_chain(key, sp.protocol)
         vip = f"-d {sp.cluster_ip}/32"
         if not sp.endpoints:
-            r.filter_services.append(
-                f"-A {KUBE_SERVICES} {vip} {_comment(key + ' has no endpoints')} {proto} "
-                f"--dport {sp.port} -j REJECT --reject-with icmp-port-unreachable")
-            for ip in sp.external_ips:
-                r.filter_external.append(
-                    f"-A {KUBE_EXTERNAL_SERVICES} -d {ip}/32 {_comment(key + ' has no endpoints')} {proto} "
-                    f"--dport {sp.port} -j REJECT --reject-with icmp-port-unreachable")
-            if sp.node_port:
-                r.filter_external.append(
-                    f"-A {KUBE_EXTERNAL_SERVICES} {_comment(key + ' has no endpoints')} -m addrtype "
-                    f"--dst-type LOCAL {proto} --dport {sp.node_port} -j REJECT --reject-with icmp-port-unreachable")
+            _reject_or_drop(r, sp, proto, " has no endpoints", "REJECT", internal=True, external=True)
             continue
-        r.nat_services.append(f"-A {KUBE_SERVICES} {vip} {_comment(key + ' cluster IP')} {proto} "
-                              f"--dport {sp.port} -j {svc}")
-        rules: list[str] = []
-        if cfg.masquerade_all:
-            rules.append(f"-A {svc} {vip} {_comment(key + ' cluster IP')} {proto} --dport {sp.port} "
-                         f"-j {KUBE_MARK_MASQ}")
-        elif cfg.cluster_cidr:
-            rules.append(f"-A {svc} ! -s {cfg.cluster_cidr} {vip} {_comment(key + ' cluster IP')} {proto} "
-                         f"--dport {sp.port} -j {KUBE_MARK_MASQ}")
-        if sp.node_port or sp.external_ips:
+        externally = sp.externally_accessible
+        etp_local = sp.external_local and externally
+        local_eps = sp.local_endpoints if sp.internal_local or etp_local else ()
+        svc = svc_chain(key, sp.protocol)
+        svl = svl_chain(key, sp.protocol)
+        uses_cluster = not sp.internal_local or externally
+        uses_local = bool(local_eps) and (sp.internal_local or etp_local)
+        internal_chain = svl if sp.internal_local else svc
+        has_internal = not sp.internal_local or bool(local_eps)
+        has_external = not etp_local or bool(local_eps)
+        if not has_internal or not has_external:
+            _reject_or_drop(r, sp, proto, " has no local endpoints", "DROP", internal=not has_internal,
+                            external=externally and not has_external)
+
+        internal_rules: list[str] = []
+        if has_internal:
+            r.nat_services.append(f"-A {KUBE_SERVICES} {vip} {_comment(key + ' cluster IP')} {proto} "
+                                  f"--dport {sp.port} -j {internal_chain}")
+            if cfg.masquerade_all:
+                internal_rules.append(f"-A {internal_chain} {vip} {_comment(key + ' cluster IP')} {proto} "
+                                      f"--dport {sp.port} -j {KUBE_MARK_MASQ}")
+            elif cfg.cluster_cidr:
+                internal_rules.append(f"-A {internal_chain} ! -s {cfg.cluster_cidr} {vip} "
+                                      f"{_comment(key + ' cluster IP')} {proto} --dport {sp.port} -j {KUBE_MARK_MASQ}")
+        if externally:
             ext = ext_chain(key, sp.protocol)
-            if sp.node_port:
-                r.nat_nodeports.append(f"-A {KUBE_NODEPORTS} {_comment(key)} {proto} --dport {sp.node_port} -j {ext}")
             for ip in sp.external_ips:
                 r.nat_services.append(f"-A {KUBE_SERVICES} -d {ip}/32 {_comment(key + ' external IP')} "
                                       f"{proto} --dport {sp.port} -j {ext}")
-            r.chains[ext] = (
-                f"-A {ext} {_comment('masquerade traffic for ' + key + ' external destinations')} -j {KUBE_MARK_MASQ}",
-                f"-A {ext} -j {svc}",
-            )
-        seps = [(ep, sep_chain(key, sp.protocol, str(ep))) for ep in sp.endpoints]
-        if sp.affinity_timeout:
-            for ep, sep in seps:
-                rules.append(f"-A {svc} {_comment(f'{key} -> {ep}')} -m recent --name {sep} --rcheck "
-                             f"--seconds {sp.affinity_timeout} --reap -j {sep}")
-        n = len(seps)
-        for i, (ep, sep) in enumerate(seps):
-            left = n - i
-            if left > 1:
-                rules.append(f"-A {svc} {_comment(f'{key} -> {ep}')} -m statistic --mode random "
-                             f"--probability {1.0 / left:0.10f} -j {sep}")
+            for ip in sp.lb_ips:
+                r.nat_services.append(f"-A {KUBE_SERVICES} -d {ip}/32 {_comment(key + ' loadbalancer IP')} "
+                                      f"{proto} --dport {sp.port} -j {ext}")
+            if sp.node_port:
+                r.nat_nodeports.append(f"-A {KUBE_NODEPORTS} {_comment(key)} {proto} --dport {sp.node_port} -j {ext}")
+            if not etp_local:
+                ext_rules = [f"-A {ext} {_comment('masquerade traffic for ' + key + ' external destinations')} "
+                             f"-j {KUBE_MARK_MASQ}", f"-A {ext} -j {svc}"]
             else:
-                rules.append(f"-A {svc} {_comment(f'{key} -> {ep}')} -j {sep}")
-        r.chains[svc] = tuple(rules)
+                ext_rules = []
+                if cfg.cluster_cidr:
+                    # A pod going "out and back in" through an external address: any endpoint will do.
+                    ext_rules.append(f"-A {ext} {_comment('pod traffic for ' + key + ' external destinations')} "
+                                     f"-s {cfg.cluster_cidr} -j {svc}")
+                # The node itself: its source address is one of its own, so masquerade, and any endpoint.
+                ext_rules += [
+                    f"-A {ext} {_comment('masquerade LOCAL traffic for ' + key + ' external destinations')} "
+                    f"-m addrtype --src-type LOCAL -j {KUBE_MARK_MASQ}",
+                    f"-A {ext} {_comment('route LOCAL traffic for ' + key + ' external destinations')} "
+                    f"-m addrtype --src-type LOCAL -j {svc}",
+                ]
+                if has_external:
+                    ext_rules.append(f"-A {ext} -j {svl}")
+            r.chains[ext] = tuple(ext_rules)
+        seps = [(ep, sep_chain(key, sp.protocol, str(ep))) for ep in (sp.endpoints if uses_cluster else local_eps)]
+        if uses_cluster:
+            r.chains[svc] = tuple((internal_rules if internal_chain == svc else []) + _spread(svc, sp, seps))
+        if uses_local:
+            r.chains[svl] = tuple((internal_rules if internal_chain == svl else [])
+                                  + _spread(svl, sp, [(ep, sep) for ep, sep in seps if ep.local]))
         for ep, sep in seps:
             recent = f" -m recent --set --name {sep} --mask 255.255.255.255 --rsource" if sp.affinity_timeout else ""
             r.chains[sep] = (
@@ -423,7 +524,7 @@ class RulesetBuilder:
             if cached is not None and cached[0] == svc_rv and cached[1] == ep_rv:
                 rules = cached[2]
             else:
-                rules = build_service(service_ports(svc, ep), self.cfg)
+                rules = build_service(service_ports(svc, ep, self.cfg.node_name), self.cfg)
                 self._cache[key] = (svc_rv, ep_rv, rules)
             per_service.append((key, rules))
         for key in [k for k in self._cache if k not in seen]:
@@ -439,6 +540,6 @@ def build_ruleset(services: Iterable[dict], endpoints: dict[str, dict], cfg: Con
 
 __all__ = [
     "Config", "Endpoint", "ServicePort", "ServiceRules", "Ruleset", "RulesetBuilder", "build_ruleset",
-    "build_service", "service_ports", "svc_chain", "sep_chain", "ext_chain", "owned_chain", "JUMPS",
+    "build_service", "service_ports", "svc_chain", "svl_chain", "sep_chain", "ext_chain", "owned_chain", "JUMPS",
     "FIXED_CHAINS", "BUILTIN_CHAINS", "TABLES", "HASHED_PREFIXES", "MAX_CHAIN_LEN",
 ]

@@ -35,6 +35,7 @@ import math
 from collections import Counter
 from typing import Any, Iterable
 
+from api.kinds.node import TAINT_NOT_READY, TAINT_UNREACHABLE  # the well-known taint keys' one home
 from api.quantity import parse_quantity
 
 CPU = "cpu"
@@ -44,11 +45,6 @@ PODS = "pods"
 
 DEFAULT_MILLI_CPU_REQUEST = 100            # 100m, as Kubernetes' scheduler
 DEFAULT_MEMORY_REQUEST = 200 * 1024 * 1024  # 200Mi
-
-TAINT_NOT_READY = "node.kubernetes.io/not-ready"
-TAINT_UNREACHABLE = "node.kubernetes.io/unreachable"
-TAINT_UNSCHEDULABLE = "node.kubernetes.io/unschedulable"
-
 
 # Clusters reuse a handful of quantity strings ("100m", "64Mi"), so the exact
 # parse (a Fraction) and its rounding are cached per string.
@@ -268,7 +264,9 @@ class PodInfo:
 def node_ready_taint(node: dict) -> dict | None:
     """The taint Kubernetes' node lifecycle controller would put on a node that is not Ready.
 
-    There is no such controller yet, so the scheduler applies the rule itself:
+    The controller-manager writes it (``controllers.nodetaint``, the same
+    rule); the scheduler applies the rule itself as well, so it decides the
+    same without a controller-manager or before the taint lands:
     Ready=False -> not-ready, Ready=Unknown or no Ready condition ->
     unreachable, both NoSchedule. Pods that tolerate it (DaemonSet-style)
     may still land there.

@@ -2,6 +2,13 @@
 
 A spec write keeps the status the kubelet reports; podCIDR(s) and
 providerID may be set once, never changed.
+
+The well-known taint keys (``k8s.io/api/core/v1/well_known_taints.go``) live
+here, with the kind, because several components must spell them the same
+way without importing one another: the scheduler applies the not-ready and
+unschedulable ones, the controller-manager's taint controller writes all of
+them from the Node's conditions, and the kubelet registers a Node with the
+network-unavailable one.
 """
 from __future__ import annotations
 
@@ -14,6 +21,14 @@ from api.validation import (
     Cause, Errs, TAINT_EFFECTS, duplicate, forbidden, invalid, is_cidr, is_qualified_name, is_valid_label_value,
     name_is_dns_subdomain, quantity,
 )
+
+TAINT_NOT_READY = "node.kubernetes.io/not-ready"
+TAINT_UNREACHABLE = "node.kubernetes.io/unreachable"
+TAINT_UNSCHEDULABLE = "node.kubernetes.io/unschedulable"
+TAINT_MEMORY_PRESSURE = "node.kubernetes.io/memory-pressure"
+TAINT_DISK_PRESSURE = "node.kubernetes.io/disk-pressure"
+TAINT_PID_PRESSURE = "node.kubernetes.io/pid-pressure"
+TAINT_NETWORK_UNAVAILABLE = "node.kubernetes.io/network-unavailable"
 
 
 def _node(node: dict) -> None:

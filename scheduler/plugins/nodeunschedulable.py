@@ -5,19 +5,22 @@ cordon``) rejects the node unless the pod tolerates the
 ``node.kubernetes.io/unschedulable:NoSchedule`` taint, with the reason
 ``node(s) were unschedulable``.
 
-NodeReady stands in for the node lifecycle controller, which pocketkube does
-not have yet: upstream, that controller taints a node whose Ready condition
-is False (``node.kubernetes.io/not-ready``) or Unknown/missing
-(``node.kubernetes.io/unreachable``) and TaintToleration does the rest. This
-plugin applies the same virtual taint (``NodeInfo.ready_taint``), so the
-message a user sees and the tolerations that let DaemonSet-style pods through
-are exactly upstream's.
+NodeReady mirrors the node lifecycle controller: upstream, that controller
+taints a node whose Ready condition is False (``node.kubernetes.io/not-ready``)
+or Unknown/missing (``node.kubernetes.io/unreachable``) and TaintToleration
+does the rest. pocketkube's controller-manager writes those taints too
+(``controllers.nodetaint``); this plugin applies the same rule as a virtual
+taint (``NodeInfo.ready_taint``) so that a scheduler without a
+controller-manager, or in the moment before the taint is written, decides
+the same way. The message a user sees and the tolerations that let
+DaemonSet-style pods through are exactly upstream's.
 """
 from __future__ import annotations
 
+from api.kinds.node import TAINT_UNSCHEDULABLE
 from scheduler.framework import SUCCESS, Status
 from scheduler.plugins.tainttoleration import taint_reason, tolerates
-from scheduler.types import TAINT_UNSCHEDULABLE, NodeInfo, PodInfo
+from scheduler.types import NodeInfo, PodInfo
 
 UNSCHEDULABLE_TAINT = {"key": TAINT_UNSCHEDULABLE, "effect": "NoSchedule"}
 REASON_UNSCHEDULABLE = "node(s) were unschedulable"

@@ -155,3 +155,15 @@ def cluster(tmp_path_factory):
             c.stop()
         errors = node.destroy()
         assert not errors, errors
+
+
+@pytest.fixture(scope="session", params=["host-gw", "vxlan"])
+def multinode(request, tmp_path_factory):
+    """A real `pocketkube up --nodes 3 --backend <param>` cluster with an outside namespace on its fabric
+    (tests.e2e.multinode), shared by the whole suite: one cluster per backend, torn down when pytest moves on
+    to the next backend (or at the end)."""
+    ok, why = have_root_tools("iptables-restore", "iptables-save", "nsenter", "openssl", "bridge")
+    need(ok, why)
+    from tests.e2e.multinode import fixture as multinode_fixture
+
+    yield from multinode_fixture(str(tmp_path_factory.mktemp(f"multinode-{request.param}")), request.param)

@@ -7,7 +7,8 @@ default 100.64.0.0/24), a free API port, and ``--no-host-routes`` (no
 routes to 10.244/10.96 in the machine's namespace; the service is fetched
 from inside the node namespace instead). ``--egress`` is never used here.
 
-One test walks the whole life cycle: up -> kubectl 1.33 and 1.27 see the
+One test walks the whole life cycle (one node, the README's path; the
+multi-node cluster is tests/e2e/test_multinode.py's): up -> kubectl 1.33 and 1.27 see the
 node Ready -> the sample web manifest runs and answers through its cluster
 IP -> a pod resolves the service by name through cluster DNS -> status ->
 down leaves nothing (namespace, link, processes, pause processes, cgroups)
@@ -112,7 +113,7 @@ def host_routes_free() -> bool:
 
     from tests.e2e.netns import used_networks
 
-    wanted = [ipaddress.ip_network("10.244.1.0/24"), ipaddress.ip_network("10.96.0.0/12")]
+    wanted = [ipaddress.ip_network("10.244.0.0/16"), ipaddress.ip_network("10.96.0.0/12")]
     return not any(w.overlaps(u) for w in wanted for u in used_networks())
 
 
@@ -152,10 +153,9 @@ def up_env(tmp_path):
         except Exception:  # noqa: BLE001
             pass
         r = pocketkube("down", "--data-dir", data_dir, "--purge")
-        ns = st.netns if st else None
         assert r.returncode == 0, r.stdout + r.stderr
-        if ns:
-            assert ns not in netns_list()
+        if st:
+            assert f"pk-{st.id}-" not in netns_list()
 
 
 def test_up_kubectl_web_dns_status_down_up_again(up_env):
@@ -171,21 +171,24 @@ def test_up_kubectl_web_dns_status_down_up_again(up_env):
     assert "Ready" in r.stdout and "DNS answering" in r.stdout
     print(f"pocketkube up took {took:.1f}s")
     st = load_state(data_dir)
-    assert st.netns in netns_list()
+    assert st.netns in netns_list() and st.fabric_ns in netns_list()
+    assert st.netns == f"pk-{st.id}-node-1"
+    k33 = Kubectl(33, kubeconfig, os.path.join(tmp, "kc33"))
+    pod_cidr = k33("get", "node", "node-1", "-o", "jsonpath={.spec.podCIDR}").stdout.strip()
+    assert pod_cidr.startswith("10.244."), pod_cidr           # from the controller-manager's node IPAM
     # host routes only when asked for (the README's way: the host shell reaches pods and services);
     # never a rule in the machine's namespace
     host_routes = "--no-host-routes" not in args
     routes = subprocess.run(["ip", "route", "show"], capture_output=True, text=True, timeout=10).stdout
     assert (f"10.96.0.0/12 via {st.node_ip}" in routes) == host_routes, routes
-    assert (f"10.244.1.0/24 via {st.node_ip}" in routes) == host_routes, routes
+    assert (f"{pod_cidr} via {st.node_ip}" in routes) == host_routes, routes
     saved = subprocess.run(["iptables-save"], capture_output=True, text=True, timeout=20).stdout
-    assert f"pocketkube {st.netns}" not in saved
+    assert f"pocketkube pk-{st.id}" not in saved
     # a second up says it is running
     r2 = pocketkube("up", *args)
     assert r2.returncode == 0 and "already running" in r2.stdout, r2.stdout + r2.stderr
 
     # ---- stock kubectl, two versions
-    k33 = Kubectl(33, kubeconfig, os.path.join(tmp, "kc33"))
     k27 = Kubectl(27, kubeconfig, os.path.join(tmp, "kc27"))
     for k in (k33, k27):
         out = k("get", "nodes").stdout
@@ -218,33 +221,62 @@ def test_up_kubectl_web_dns_status_down_up_again(up_env):
     # ---- status
     r = pocketkube("status", "--data-dir", data_dir)
     assert r.returncode == 0, r.stdout + r.stderr
-    for name in ("apiserver", "controller-manager", "scheduler", "kubelet", "proxy", "dns", "runtime"):
-        assert any(line.split()[:1] == [name] and line.rstrip().endswith(" running")
-                   for line in r.stdout.splitlines()), (name, r.stdout)
-    assert "node node-1: Ready" in r.stdout and "pods: 2" in r.stdout
+    for name in ("apiserver", "controller-manager", "scheduler", "node-1/kubelet", "node-1/proxy", "node-1/netd",
+                 "dns", "node-1/runtime", "supervisor"):
+        assert any(line.split()[:3] == [name, line.split()[1], "running"] for line in r.stdout.splitlines()
+                   if line.split()), (name, r.stdout)
+    assert f"node node-1 ({st.node_ip}): Ready, podCIDR {pod_cidr}, network up" in r.stdout, r.stdout
+    assert "pods: 2" in r.stdout and "https://127.0.0.1" in r.stdout
+
+    # ---- no supervisor and the API server kill -9'd: `up` starts just what is missing
+    marker = data_dir + "/"
+    run = os.path.join(data_dir, "run")
+
+    def pid_of(key: str) -> int:
+        with open(os.path.join(run, f"{key}.pid")) as fh:
+            return int(fh.read().split()[0])
+    others = {k: pid_of(k) for k in ("controller-manager", "scheduler", "node-1/kubelet", "node-1/proxy",
+                                      "node-1/netd", "dns")}
+    sup = pid_of("supervisor")
+    os.kill(sup, 15)
+    wait_until(lambda: not alive(sup, marker), timeout=10, what="the supervisor stopped")
+    api = pid_of("apiserver")
+    os.kill(api, 9)
+    wait_until(lambda: not alive(api, marker), timeout=10, what="the API server gone")
+    r = pocketkube("status", "--data-dir", data_dir)
+    assert r.returncode == 1 and "not running" in r.stdout, r.stdout
+    r = pocketkube("up", *args)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "partly running; starting what is missing (apiserver, supervisor)" in r.stdout, r.stdout
+    assert alive(pid_of("apiserver"), marker) and alive(pid_of("supervisor"), marker)
+    assert {k: pid_of(k) for k in others} == others and all(alive(p, marker) for p in others.values())
+    wait_until(lambda: phase("web") == "Running", timeout=30, interval=0.5, what="web still Running")
 
     # ---- down leaves nothing behind
-    marker = data_dir + "/"
     pids = {}
-    for f in os.listdir(os.path.join(data_dir, "run")):
-        with open(os.path.join(data_dir, "run", f)) as fh:
-            pids[f] = int(fh.read().split()[0])
-    with open(os.path.join(data_dir, "kubelet", "runtime", "runtime.pid")) as fh:
+    for d, _dirs, files in os.walk(os.path.join(data_dir, "run")):
+        for f in files:
+            if f.endswith(".pid"):
+                with open(os.path.join(d, f)) as fh:
+                    pids[os.path.join(d, f)] = int(fh.read().split()[0])
+    assert len(pids) == 8, pids                 # 7 components + the supervisor
+    kubelet_root = os.path.join(data_dir, "nodes", "node-1", "kubelet")
+    with open(os.path.join(kubelet_root, "runtime", "runtime.pid")) as fh:
         pids["runtime"] = int(fh.read().split()[0])
     from kubelet.runtime.client import RuntimeClient
 
-    sandboxes = RuntimeClient(os.path.join(data_dir, "kubelet", "runtime", "runtime.sock")).call("list_sandboxes")["items"]
+    sandboxes = RuntimeClient(os.path.join(kubelet_root, "runtime", "runtime.sock")).call("list_sandboxes")["items"]
     pause_pids = [sb["pid"] for sb in sandboxes if sb.get("pid")]
     assert len(pause_pids) >= 2
     assert all(alive(p, marker) for p in pids.values()), pids
     assert cgroup_dirs(st.cgroup_root)
     from nodeutil.mounts import mounts
-    run_dir = os.path.realpath(os.path.join(data_dir, "kubelet", "run"))
+    run_dir = os.path.realpath(os.path.join(kubelet_root, "run"))
     assert [t for m, t in mounts() if m == run_dir] == ["tmpfs"]      # the kubelet's run directory
 
     r = pocketkube("down", "--data-dir", data_dir)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert st.netns not in netns_list()
+    assert f"pk-{st.id}-" not in netns_list()
     assert subprocess.run(["ip", "link", "show", "dev", st.host_if], capture_output=True, timeout=10).returncode != 0
     assert not [n for n, p in pids.items() if alive(p, marker)]
     assert not [p for p in pause_pids if os.path.exists(f"/proc/{p}")
@@ -307,6 +339,6 @@ def test_dry_run_egress_only_prints(tmp_path):
 
     s = Settings(data_dir=data_dir)
     assert s.netns not in netns_list() and not os.path.exists(os.path.join(data_dir, "state.json"))
-    assert before.count(f"pocketkube {s.netns}") == 0
+    assert before.count(f"pocketkube pk-{s.id}") == 0
     after = subprocess.run(["iptables-save"], capture_output=True, text=True, timeout=20).stdout
-    assert f"pocketkube {s.netns}" not in after
+    assert f"pocketkube pk-{s.id}" not in after

@@ -239,3 +239,33 @@ def test_periodic_full_sync_repairs_edits_behind_our_back():
     w.proxier.full_sync_period = 0.0
     w.proxier.sync()
     assert w.proxier.last_sync["full"] is True and w.runner.tables["nat"][chain] != []
+
+
+def test_local_policy_changes_are_minimal_restores():
+    # A Local service whose only local endpoint moves to another node: one restore with just its chains
+    # (its KUBE-SVL goes, the DROP appears in the filter table), the other services untouched.
+    services = [svc(f"s{i}", f"10.96.1.{i}", node_port=30100 + i) for i in range(20)]
+    services[3]["spec"]["externalTrafficPolicy"] = "Local"
+
+    def endpoints(node):
+        out = [ep(f"s{i}", [f"10.244.1.{10 + i}"]) for i in range(20)]
+        out[3] = {"metadata": {"namespace": "default", "name": "s3", "resourceVersion": "2" if node else "1"},
+                  "subsets": [{"addresses": [{"ip": "10.244.1.13", "nodeName": node or "node-a"}],
+                               "ports": [{"name": "p", "port": 8080, "protocol": "TCP"}]}]}
+        return out
+    state = {"eps": endpoints(None)}
+    runner = FakeRunner()
+    p = Proxier(runner, FakeConntrack(), Config(node_name="node-a"), services=lambda: services,
+                endpoints=lambda: state["eps"])
+    assert p.sync()
+    key = "default/s3:p"
+    from proxy.rules import svl_chain
+    assert svl_chain(key, "TCP") in parse_save(runner.save())["nat"]
+    state["eps"] = endpoints("node-b")
+    assert p.sync()
+    payload = runner.payloads[-1]
+    assert f"-X {svl_chain(key, 'TCP')}" in payload
+    assert "has no local endpoints" in payload and "-j DROP" in payload
+    assert p.last_sync["chains_written"] <= 4 and "s4" not in payload
+    saved = parse_save(runner.save())
+    assert svl_chain(key, "TCP") not in saved["nat"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import copy
 
 from proxy.rules import (JUMPS, MAX_CHAIN_LEN, Config, RulesetBuilder, build_ruleset, ext_chain, owned_chain,
-                         sep_chain, service_ports, svc_chain)
+                         sep_chain, service_ports, svc_chain, svl_chain)
 
 
 def svc(name, ip, ports, typ="ClusterIP", rv="1", **spec):
@@ -168,3 +168,129 @@ def test_deterministic_regardless_of_input_order():
     a = build_ruleset(SERVICES, ENDPOINTS).render()
     b = build_ruleset(list(reversed(copy.deepcopy(SERVICES))), ENDPOINTS).render()
     assert a == b
+
+
+# ------------------------------------------------------------ traffic policies
+def node_eps(addrs, ports, rv="1"):
+    """Endpoints whose addresses carry a nodeName: ``addrs`` is [(ip, node)]."""
+    return {"metadata": {"resourceVersion": rv},
+            "subsets": [{"addresses": [{"ip": ip, "nodeName": n} for ip, n in addrs], "ports": ports}]}
+
+
+NP = [{"name": "http", "port": 80, "protocol": "TCP", "nodePort": 30090}]
+EP_PORTS = [{"name": "http", "port": 8080, "protocol": "TCP"}]
+KEY = "default/web:http"
+ON_NODE = Config(cluster_cidr="10.244.0.0/16", node_name="node-a")
+
+
+def test_defaults_traffic_policy_cluster_and_no_node_name():
+    # Each default once: a Service without the fields is Cluster/Cluster, a Config has no node name (nothing
+    # is local) and the proxy's --node-name defaults to the hostname.
+    import os
+
+    from proxy.main import build_parser
+    assert Config().node_name is None
+    assert build_parser().parse_args([]).node_name is None  # main() then uses os.uname().nodename
+    assert os.uname().nodename
+    (sp,) = service_ports(svc("web", "10.96.0.90", NP, "NodePort"),
+                          node_eps([("10.244.1.2", "node-a")], EP_PORTS))
+    assert (sp.external_local, sp.internal_local) == (False, False)
+    (sp,) = service_ports(svc("web", "10.96.0.90", NP, "NodePort"),
+                          node_eps([("10.244.1.2", "node-a")], EP_PORTS), node_name="node-a")
+    assert sp.endpoints[0].local and sp.local_endpoints == sp.endpoints
+
+
+def test_external_policy_cluster_masquerades_and_uses_every_endpoint():
+    s = svc("web", "10.96.0.90", NP, "NodePort", externalTrafficPolicy="Cluster")
+    e = node_eps([("10.244.1.2", "node-a"), ("10.244.2.2", "node-b")], EP_PORTS)
+    nat = build_ruleset([s], {"default/web": e}, ON_NODE).tables["nat"]
+    ext, svc_ = ext_chain(KEY, "TCP"), svc_chain(KEY, "TCP")
+    assert nat[ext] == (
+        f'-A {ext} -m comment --comment "masquerade traffic for {KEY} external destinations" -j KUBE-MARK-MASQ',
+        f"-A {ext} -j {svc_}")
+    assert svl_chain(KEY, "TCP") not in nat
+    assert sum("-j KUBE-SEP-" in r for r in nat[svc_]) == 2
+
+
+def test_external_policy_local_keeps_the_source_and_uses_local_endpoints_only():
+    s = svc("web", "10.96.0.90", NP, "NodePort", externalTrafficPolicy="Local")
+    e = node_eps([("10.244.1.2", "node-a"), ("10.244.2.2", "node-b")], EP_PORTS)
+    rs = build_ruleset([s], {"default/web": e}, ON_NODE)
+    nat = rs.tables["nat"]
+    ext, svc_, svl = ext_chain(KEY, "TCP"), svc_chain(KEY, "TCP"), svl_chain(KEY, "TCP")
+    local_sep, remote_sep = sep_chain(KEY, "TCP", "10.244.1.2:8080"), sep_chain(KEY, "TCP", "10.244.2.2:8080")
+    assert nat[ext] == (
+        f'-A {ext} -m comment --comment "pod traffic for {KEY} external destinations" -s 10.244.0.0/16 -j {svc_}',
+        f'-A {ext} -m comment --comment "masquerade LOCAL traffic for {KEY} external destinations" '
+        f"-m addrtype --src-type LOCAL -j KUBE-MARK-MASQ",
+        f'-A {ext} -m comment --comment "route LOCAL traffic for {KEY} external destinations" '
+        f"-m addrtype --src-type LOCAL -j {svc_}",
+        f"-A {ext} -j {svl}",
+    )
+    # Clients from elsewhere reach KUBE-SVL: only the local endpoint, nothing marks them for masquerade.
+    assert nat[svl] == (f'-A {svl} -m comment --comment "{KEY} -> 10.244.1.2:8080" -j {local_sep}',)
+    # The cluster IP still spreads over every endpoint (internalTrafficPolicy Cluster).
+    assert f"-j {remote_sep}" in nat[svc_][-1] and any(f"-j {local_sep}" in r for r in nat[svc_])
+    assert any(f"-j {svc_}" in r and "10.96.0.90" in r for r in nat["KUBE-SERVICES"])
+    assert nat["KUBE-NODEPORTS"] == (f"-A KUBE-NODEPORTS -m comment --comment {KEY} -p tcp -m tcp --dport 30090 "
+                                     f"-j {ext}",)
+    assert rs.tables["filter"]["KUBE-EXTERNAL-SERVICES"] == ()
+    assert owned_chain(svl, "nat")
+
+
+def test_external_policy_local_without_a_local_endpoint_drops():
+    s = svc("web", "10.96.0.90", NP, "NodePort", externalTrafficPolicy="Local", externalIPs=["192.0.2.10"])
+    e = node_eps([("10.244.2.2", "node-b")], EP_PORTS)
+    rs = build_ruleset([s], {"default/web": e}, ON_NODE)
+    nat, flt = rs.tables["nat"], rs.tables["filter"]
+    ext, svc_, svl = ext_chain(KEY, "TCP"), svc_chain(KEY, "TCP"), svl_chain(KEY, "TCP")
+    assert svl not in nat
+    # Only the short-circuits for pods and the node itself: everyone else falls through to the DROP.
+    assert not any(r.endswith(f"-j {svl}") for r in nat[ext]) and len(nat[ext]) == 3
+    assert flt["KUBE-EXTERNAL-SERVICES"] == (
+        f'-A KUBE-EXTERNAL-SERVICES -d 192.0.2.10/32 -m comment --comment "{KEY} has no local endpoints" '
+        f"-p tcp -m tcp --dport 80 -j DROP",
+        f'-A KUBE-EXTERNAL-SERVICES -m comment --comment "{KEY} has no local endpoints" -m addrtype '
+        f"--dst-type LOCAL -p tcp -m tcp --dport 30090 -j DROP",
+    )
+    assert flt["KUBE-SERVICES"] == ()  # the cluster IP answers from every node
+    assert any(f"-j {svc_}" in r for r in nat["KUBE-SERVICES"])
+
+
+def test_no_endpoints_at_all_still_rejects_with_a_local_policy():
+    s = svc("web", "10.96.0.90", NP, "NodePort", externalTrafficPolicy="Local")
+    rs = build_ruleset([s], {"default/web": node_eps([], EP_PORTS)}, ON_NODE)
+    assert all(r.endswith("REJECT --reject-with icmp-port-unreachable")
+               for r in rs.tables["filter"]["KUBE-SERVICES"] + rs.tables["filter"]["KUBE-EXTERNAL-SERVICES"])
+    assert len(rs.tables["filter"]["KUBE-EXTERNAL-SERVICES"]) == 1
+    assert not any(c.startswith(("KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-")) for c in rs.tables["nat"])
+
+
+def test_internal_policy_local():
+    s = svc("web", "10.96.0.90", [{"name": "http", "port": 80, "protocol": "TCP"}], internalTrafficPolicy="Local")
+    both = node_eps([("10.244.1.2", "node-a"), ("10.244.2.2", "node-b")], EP_PORTS)
+    nat = build_ruleset([s], {"default/web": both}, ON_NODE).tables["nat"]
+    svc_, svl = svc_chain(KEY, "TCP"), svl_chain(KEY, "TCP")
+    assert svc_ not in nat and sep_chain(KEY, "TCP", "10.244.2.2:8080") not in nat
+    assert nat[svl][0].startswith(f"-A {svl} ! -s 10.244.0.0/16 -d 10.96.0.90/32") and \
+        nat[svl][0].endswith("-j KUBE-MARK-MASQ")
+    assert nat[svl][1:] == (f'-A {svl} -m comment --comment "{KEY} -> 10.244.1.2:8080" '
+                            f"-j {sep_chain(KEY, 'TCP', '10.244.1.2:8080')}",)
+    assert any(r.endswith(f"-j {svl}") for r in nat["KUBE-SERVICES"])
+    remote = node_eps([("10.244.2.2", "node-b")], EP_PORTS)
+    rs = build_ruleset([s], {"default/web": remote}, ON_NODE)
+    assert rs.tables["filter"]["KUBE-SERVICES"] == (
+        f'-A KUBE-SERVICES -d 10.96.0.90/32 -m comment --comment "{KEY} has no local endpoints" '
+        f"-p tcp -m tcp --dport 80 -j DROP",)
+    assert not any(c.startswith(("KUBE-SVC-", "KUBE-SVL-", "KUBE-SEP-")) for c in rs.tables["nat"])
+
+
+def test_load_balancer_ips_go_to_the_external_chain():
+    s = svc("web", "10.96.0.90", NP, "LoadBalancer")
+    s["status"] = {"loadBalancer": {"ingress": [{"ip": "192.0.2.50"}, {"hostname": "lb.example"}]}}
+    e = node_eps([("10.244.1.2", "node-a")], EP_PORTS)
+    nat = build_ruleset([s], {"default/web": e}, ON_NODE).tables["nat"]
+    assert f'-A KUBE-SERVICES -d 192.0.2.50/32 -m comment --comment "{KEY} loadbalancer IP" -p tcp -m tcp ' \
+           f"--dport 80 -j {ext_chain(KEY, 'TCP')}" in nat["KUBE-SERVICES"]
+    none = build_ruleset([s], {}, ON_NODE).tables["filter"]["KUBE-EXTERNAL-SERVICES"]
+    assert any("-d 192.0.2.50/32" in r and "REJECT" in r for r in none)

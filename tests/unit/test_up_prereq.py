@@ -29,15 +29,57 @@ def test_missing_tools_name_the_apt_get_line(tmp_path):
     fs = FakeSystem()
     fs.tools -= {"iptables", "iptables-restore", "nsenter", "openssl"}
     fixes = {p.fix for p in prereq.check_all(fs, settings(tmp_path))}
-    assert "apt-get install -y iptables" in fixes
-    assert "apt-get install -y util-linux" in fixes
-    assert "apt-get install -y openssl" in fixes
+    assert "pocketkube install (or: apt-get install -y iptables)" in fixes
+    assert "pocketkube install (or: apt-get install -y util-linux)" in fixes
+    assert "pocketkube install (or: apt-get install -y openssl)" in fixes
 
 
 def test_egress_also_needs_sysctl(tmp_path):
     fs = FakeSystem()
     assert prereq.check_tools(fs, egress=False) == []
-    assert [p.fix for p in prereq.check_tools(fs, egress=True)] == ["apt-get install -y procps"]
+    assert [p.fix for p in prereq.check_tools(fs, egress=True)] == ["pocketkube install (or: apt-get install -y procps)"]
+
+
+def test_missing_packages_is_what_install_installs():
+    from deploy import install
+
+    fs = FakeSystem(tools={"ip", "unshare", "nsenter", "openssl", "sysctl"})       # a fresh Debian: no iptables,
+    assert prereq.missing_packages(fs) == ["iptables", "conntrack", "gcc", "libc6-dev"]   # conntrack, compiler
+    assert install.install_commands(["iptables"]) == [
+        ["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "iptables"]]
+    everything = FakeSystem(tools=set(prereq.TOOLS) | {"sysctl", "cc"}, paths={"/usr/lib/x86_64-linux-gnu/libc.a"})
+    assert prereq.missing_packages(everything) == [] and install.install_commands([]) == []
+    assert prereq.missing_packages(FakeSystem(tools=set(prereq.TOOLS) | {"sysctl", "cc"})) == ["libc6-dev"]
+
+
+def test_install_runs_apt_get_once_for_everything_missing(capsys):
+    from deploy import install
+
+    class Fresh(FakeSystem):
+        def which(self, tool):
+            return None if tool in self.missing else f"/usr/bin/{tool}"
+
+    fs = Fresh(paths={"/usr/lib/x86_64-linux-gnu/libc.a"})
+    fs.missing = {"iptables", "iptables-save", "iptables-restore", "conntrack"}
+    ran = []
+
+    def run(argv, env):
+        ran.append(argv)
+        if argv[1] == "install":
+            fs.missing = set()
+        return Result(0)
+
+    assert install.install(fs, run=run) == 0
+    assert ran[1][-2:] == ["iptables", "conntrack"] and env_ok(ran)
+    assert install.install(fs, run=run) == 0 and len(ran) == 2          # nothing left to do
+    assert "nothing to do" in capsys.readouterr().out
+    fs.missing = {"openssl"}
+    assert install.install(fs, dry_run=True, run=run) == 0 and len(ran) == 2
+    assert "apt-get install -y -qq --no-install-recommends openssl" in capsys.readouterr().out
+
+
+def env_ok(ran) -> bool:
+    return ran[0] == ["apt-get", "update", "-qq"]
 
 
 def test_no_network_namespaces(tmp_path):
@@ -98,25 +140,37 @@ def test_up_with_problems_changes_nothing(tmp_path, capsys):
     assert not os.path.exists(tmp_path / "pk" / "state.json")
 
 
-def test_up_on_a_running_cluster_says_so(tmp_path, capsys):
+def test_up_on_a_running_cluster_says_so_and_resumes_a_partly_running_one(tmp_path, capsys, monkeypatch):
     s = settings(tmp_path)
     save_state(s)
     lay = s.layout
     procs = {}
-    os.makedirs(lay.path("run"))
-    for i, name in enumerate(("apiserver", "controller-manager", "scheduler", "kubelet", "proxy", "dns")):
-        with open(lay.pidfile(name), "w") as f:
+    keys = up.expected_processes(s)
+    for i, key in enumerate(keys):
+        path = lay.runtime_pid("node-1") if key.endswith("/runtime") else lay.pidfile(key)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
             f.write(f"{1000 + i}\n")
-        procs[1000 + i] = f"python -m deploy.cli {name} --kubeconfig {lay.data_dir}/x"
+        procs[1000 + i] = f"python -m deploy.cli {key} --kubeconfig {lay.data_dir}/x"
     fs = FakeSystem(procs=procs)
     assert up.up(fs, _args(tmp_path)) == 0
     out = capsys.readouterr().out
     assert "already running" in out and f"export KUBECONFIG={lay.kubeconfig}" in out
     assert fs.commands == []
-    # one gone -> partly running -> down first
-    del fs.procs[1005]
-    assert up.up(fs, _args(tmp_path)) == 1
-    assert f"run pocketkube down --data-dir {lay.data_dir} first" in capsys.readouterr().out
+    # the API server was kill -9'd and nothing restarted it: start only what is missing
+    del fs.procs[1000 + keys.index("apiserver")]
+    seen = {}
+
+    class FakeLauncher(up.Launcher):
+        def run(self):
+            seen["running"] = dict(self.running)
+
+    monkeypatch.setattr(up, "Launcher", FakeLauncher)
+    assert up.up(fs, _args(tmp_path)) == 0
+    out = capsys.readouterr().out
+    assert "partly running; starting what is missing (apiserver)" in out
+    assert "apiserver" not in seen["running"] and "node-1/kubelet" in seen["running"]
+    assert not any(m in line for line in fs.lines() for m in MUTATING)
 
 
 def test_a_reused_pid_is_not_ours(tmp_path):
