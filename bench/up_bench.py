@@ -77,10 +77,11 @@ def cluster_pids(data: str) -> list[int]:
 
     pids = []
     run_dir = os.path.join(data, "run")
-    for f in os.listdir(run_dir):
-        if f.endswith(".pid"):
-            with open(os.path.join(run_dir, f)) as fh:
-                pids.append(int(fh.read().split()[0]))
+    for d, _dirs, files in os.walk(run_dir):            # run/<key>.pid; a node's are run/<node>/<name>.pid
+        for f in files:
+            if f.endswith(".pid"):
+                with open(os.path.join(d, f)) as fh:
+                    pids.append(int(fh.read().split()[0]))
     st = load_state(data)
     lay = st.layout
     for node in st.node_names:
