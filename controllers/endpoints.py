@@ -40,6 +40,7 @@ from api.selectors import selector_from_set
 from client.cache import Store, split_key
 from client.errors import AlreadyExists, Conflict, NotFound
 from client.workqueue import WorkQueue
+from controllers.workers import QueueWorkers
 
 log = logging.getLogger(__name__)
 
@@ -260,7 +261,7 @@ def _relevant_pod_change(old: dict, new: dict) -> bool:
         [c.get("ports") for c in pn.get("containers") or []]
 
 
-class EndpointsController:
+class EndpointsController(QueueWorkers):
     """Informer handlers enqueue service keys; workers run ``sync(key)``.
 
     ``services``, ``pods`` and ``endpoints`` are Stores (an informer's
@@ -268,6 +269,10 @@ class EndpointsController:
     have the ``namespace`` index (``client.cache.namespace_index``). ``client`` needs create/update/delete (a
     ``client.rest.Client`` or a fake).
     """
+
+    worker_name = "endpoints"
+    what = "sync of endpoints"
+    log = log
 
     def __init__(self, client: Any, services: Store, pods: Store, endpoints: Store, *,
                  queue: WorkQueue | None = None, workers: int = 5):
@@ -360,45 +365,6 @@ class EndpointsController:
         self.client.update(R.ENDPOINTS, desired, namespace)
         log.info("updated endpoints %s", key)
 
-    # ------------------------------------------------------------ workers
-    def process_one(self, timeout: float | None = None) -> bool:
-        """Take one key from the queue and sync it; False when the queue is shut down or empty."""
-        key = self.queue.get(timeout)
-        if key is None:
-            return False
-        try:
-            self.sync(key)
-            self.queue.forget(key)
-        except Exception as e:  # noqa: BLE001 - retried with backoff, never fatal
-            n = self.queue.num_requeues(key)
-            level = logging.INFO if isinstance(e, Conflict) else logging.WARNING
-            log.log(level, "sync of endpoints %s failed (retry %d): %s", key, n + 1, e)
-            self.queue.add_rate_limited(key)
-        finally:
-            self.queue.done(key)
-        return True
-
-    def run(self, stop: threading.Event) -> None:
-        """Start the workers and block until ``stop`` is set, then shut the queue down."""
-        self.start()
-        stop.wait()
-        self.stop()
-
-    def start(self) -> None:
-        for i in range(self.workers):
-            t = threading.Thread(target=self._worker, name=f"endpoints-worker-{i}", daemon=True)
-            t.start()
-            self._threads.append(t)
-
-    def _worker(self) -> None:
-        while self.process_one():
-            pass
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self.queue.shutdown()
-        for t in self._threads:
-            t.join(timeout)
-        self._threads = []
 
 
 __all__ = ["EndpointsController", "compute_endpoints", "compute_subsets", "endpoints_equal",

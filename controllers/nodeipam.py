@@ -51,6 +51,7 @@ from client.cache import Store
 from client.errors import Invalid, NotFound
 from client.workqueue import WorkQueue
 from controllers.cidrset import CIDRSet, CIDRSetError, CIDRsExhausted
+from controllers.workers import QueueWorkers
 
 log = logging.getLogger(__name__)
 
@@ -88,13 +89,20 @@ def cidr_patch(cidr: str) -> dict:
     return {"spec": {"podCIDR": cidr, "podCIDRs": [cidr]}}
 
 
-class NodeIPAMController:
+class NodeIPAMController(QueueWorkers):
     """Informer events enqueue node names; workers run ``sync(name)`` (see module docstring).
 
     ``nodes`` is the node informer's Store (or a plain Store in tests);
     ``client`` needs ``patch`` (a ``client.rest.Client`` or a fake);
     ``recorder`` is a ``client.events.EventRecorder``.
     """
+
+    worker_name = "nodeipam"
+    what = "node IPAM: sync of node"
+    log = log
+
+    def quiet(self, error: Exception, requeues: int) -> bool:
+        return isinstance(error, CIDRsExhausted) and requeues > 0
 
     def __init__(self, client: Any, nodes: Store, cidrs: CIDRSet, recorder: Recorder, *,
                  queue: WorkQueue | None = None, workers: int = 1):
@@ -253,44 +261,6 @@ class NodeIPAMController:
         if held is not None and held.uid == uid and held.pending:
             self._forget(name)
 
-    # ------------------------------------------------------------ workers
-    def process_one(self, timeout: float | None = None) -> bool:
-        """Take one name from the queue and sync it; False when the queue is shut down or empty."""
-        key = self.queue.get(timeout)
-        if key is None:
-            return False
-        try:
-            self.sync(key)
-            self.queue.forget(key)
-        except Exception as e:  # noqa: BLE001 - retried with backoff, never fatal
-            n = self.queue.num_requeues(key)
-            level = logging.INFO if isinstance(e, CIDRsExhausted) and n else logging.WARNING
-            log.log(level, "node IPAM: sync of node %s failed (retry %d): %s", key, n + 1, e)
-            self.queue.add_rate_limited(key)
-        finally:
-            self.queue.done(key)
-        return True
-
-    def run(self, stop: threading.Event) -> None:
-        self.start()
-        stop.wait()
-        self.stop()
-
-    def start(self) -> None:
-        for i in range(self.workers):
-            t = threading.Thread(target=self._worker, name=f"nodeipam-worker-{i}", daemon=True)
-            t.start()
-            self._threads.append(t)
-
-    def _worker(self) -> None:
-        while self.process_one():
-            pass
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self.queue.shutdown()
-        for t in self._threads:
-            t.join(timeout)
-        self._threads = []
 
     def held(self) -> dict[str, str]:
         """name -> block, for tests and logs."""

@@ -56,8 +56,9 @@ from api.kinds.node import (
 )
 from api.meta import now
 from client.cache import Store
-from client.errors import Conflict, NotFound
+from client.errors import NotFound
 from client.workqueue import WorkQueue
+from controllers.workers import QueueWorkers
 
 log = logging.getLogger(__name__)
 
@@ -145,11 +146,15 @@ def _relevant(old: dict, new: dict) -> bool:
         (old.get("spec") or {}).get("taints") != (new.get("spec") or {}).get("taints")
 
 
-class NodeTaintController:
+class NodeTaintController(QueueWorkers):
     """Informer events enqueue node names; workers run ``sync(name)``.
 
     ``nodes`` is the node informer's Store; ``client`` needs ``patch``.
     """
+
+    worker_name = "nodetaint"
+    what = "node taints: sync of"
+    log = log
 
     def __init__(self, client: Any, nodes: Store, *, queue: WorkQueue | None = None, workers: int = 2):
         self.client = client
@@ -185,42 +190,6 @@ class NodeTaintController:
         log.info("node taints: %s now %s", name,
                  ", ".join(f"{t.get('key')}:{t.get('effect')}" for t in taints if is_managed(t)) or "untainted")
 
-    # ------------------------------------------------------------ workers
-    def process_one(self, timeout: float | None = None) -> bool:
-        key = self.queue.get(timeout)
-        if key is None:
-            return False
-        try:
-            self.sync(key)
-            self.queue.forget(key)
-        except Exception as e:  # noqa: BLE001 - retried with backoff, never fatal
-            level = logging.INFO if isinstance(e, Conflict) else logging.WARNING
-            log.log(level, "node taints: sync of %s failed (retry %d): %s", key, self.queue.num_requeues(key) + 1, e)
-            self.queue.add_rate_limited(key)
-        finally:
-            self.queue.done(key)
-        return True
-
-    def run(self, stop: threading.Event) -> None:
-        self.start()
-        stop.wait()
-        self.stop()
-
-    def start(self) -> None:
-        for i in range(self.workers):
-            t = threading.Thread(target=self._worker, name=f"nodetaint-worker-{i}", daemon=True)
-            t.start()
-            self._threads.append(t)
-
-    def _worker(self) -> None:
-        while self.process_one():
-            pass
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self.queue.shutdown()
-        for t in self._threads:
-            t.join(timeout)
-        self._threads = []
 
 
 __all__ = ["NodeTaintController", "compute_taints", "desired_taint_keys", "taint_patch", "is_managed",
